@@ -1,0 +1,1 @@
+"""The binary translator: decoder, translation units, translation cache."""

@@ -1,0 +1,1 @@
+"""PC devices, one per module, behind the interface in devices/base.py."""

@@ -1,0 +1,123 @@
+"""The `hybrid86` command line (also `python -m monitor`).
+
+Subcommands:
+  info    what this installation is: versions, the extension, calibrated offsets
+  run     boot a guest (not implemented yet)
+  fuzz    translator-versus-interpreter equivalence campaign (not implemented yet)
+  bench   benchmarks against bare Unicorn and QEMU (not implemented yet)
+
+A subcommand that is not implemented says so and exits with status 3; it never
+pretends.  Usage errors exit with status 2 (argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from monitor.version import __version__
+
+EXIT_NOT_IMPLEMENTED = 3
+
+DESCRIPTION = """\
+hybrid86: a VMware-style hybrid x86 monitor on Unicorn. Guest ring-3 and
+V8086 code runs directly on the emulated CPU; guest ring-0 and real-mode code
+is binary-translated into a cache at the top of the address space."""
+
+EPILOG = """\
+examples:
+  hybrid86 info                  versions, extension build, calibrated offsets
+  hybrid86 info --json           the same as JSON
+  hybrid86 run --help            options for booting a guest
+
+Documentation: docs/ in the source tree (start with docs/architecture.md)."""
+
+# What each unimplemented subcommand is waiting for, in the project's issues.
+PENDING = {
+    "run": "booting guests arrives with real mode and the BIOS (issue 3: FreeDOS) "
+           "and protected mode (issues 4 and 5)",
+    "fuzz": "the equivalence fuzzer needs the binary translator (issue 6)",
+    "bench": "benchmarks need a bootable guest (issues 3 to 5)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hybrid86",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"hybrid86 {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    info = sub.add_parser(
+        "info",
+        help="print versions of Unicorn and Capstone, the extension build and the "
+             "calibrated context offsets",
+        description="Print what this installation is: the Unicorn and Capstone "
+                    "versions (binding and library), where the C extension was "
+                    "loaded from and whether it shares the binding's libunicorn, "
+                    "and the context-blob offsets found by calibration at start-up "
+                    "(see docs/unicorn-contract.md, facts U3 and U4).",
+    )
+    info.add_argument("--json", action="store_true", help="print the same facts as JSON")
+
+    for name, text in (
+        ("run", "boot a guest image (not implemented yet)"),
+        ("fuzz", "run a translator-versus-interpreter equivalence campaign (not implemented yet)"),
+        ("bench", "run a benchmark against bare Unicorn and QEMU (not implemented yet)"),
+    ):
+        sub.add_parser(name, help=text, description=f"{text}: {PENDING[name]}.")
+    return parser
+
+
+def cmd_info(args) -> int:
+    import _native
+
+    facts = _native.build_info()
+    layout = _native.calibrate()
+    facts["context_layout"] = layout.as_dict()
+    facts["hybrid86"] = __version__
+    if args.json:
+        print(json.dumps(facts, indent=2, sort_keys=True))
+        return 0
+    print(f"hybrid86            {__version__}")
+    print(f"unicorn             binding {facts['unicorn_binding']}, library {facts['unicorn_library']}")
+    print(f"capstone            binding {facts['capstone_binding']}, library {facts['capstone_library']}")
+    print(f"extension           {facts['extension']}")
+    print(f"shared libunicorn   {'yes' if facts['same_libunicorn'] else 'NO (rebuild hybrid86)'}")
+    print("context layout      (calibrated at start-up; byte offsets in uc_context)")
+    for key, value in layout.as_dict().items():
+        print(f"  {key:<18}{value}")
+    return 0
+
+
+def cmd_pending(name: str) -> int:
+    print(f"hybrid86 {name}: not implemented yet - {PENDING[name]}.", file=sys.stderr)
+    return EXIT_NOT_IMPLEMENTED
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in PENDING:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "info":
+        try:
+            return cmd_info(args)
+        except ImportError as exc:
+            print(f"hybrid86 info: {exc}", file=sys.stderr)
+            return 1
+        except RuntimeError as exc:  # CalibrationError and friends: one clear line
+            print(f"hybrid86 info: {exc}", file=sys.stderr)
+            return 1
+    return cmd_pending(args.command)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The command line, as a user runs it (a subprocess per call)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import _native
+
+
+def hybrid86(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "monitor", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_names_every_subcommand():
+    res = hybrid86("--help")
+    assert res.returncode == 0
+    for name in ("info", "run", "fuzz", "bench"):
+        assert name in res.stdout
+
+
+def test_version():
+    res = hybrid86("--version")
+    assert res.returncode == 0 and res.stdout.startswith("hybrid86 ")
+
+
+def test_info_prints_versions_and_the_calibrated_offsets():
+    res = hybrid86("info", "--json")
+    assert res.returncode == 0, res.stderr
+    facts = json.loads(res.stdout)
+    assert facts["unicorn_binding"] == "2.1.4" and facts["capstone_binding"] == "5.0.9"
+    assert facts["same_libunicorn"] is True
+    assert facts["context_layout"] == _native.calibrate().as_dict()
+    text = hybrid86("info")
+    assert text.returncode == 0 and f"old_exception     {facts['context_layout']['old_exception']}" in text.stdout
+
+
+@pytest.mark.parametrize("name", ["run", "fuzz", "bench"])
+def test_unimplemented_subcommands_say_so_and_fail(name):
+    res = hybrid86(name, "--anything")
+    assert res.returncode == 3
+    assert "not implemented yet" in res.stderr and res.stdout == ""
+
+
+def test_bad_option_is_a_usage_error():
+    res = hybrid86("info", "--no-such-option")
+    assert res.returncode == 2 and "unrecognized arguments" in res.stderr
+
+
+def test_no_subcommand_prints_help_and_fails():
+    res = hybrid86()
+    assert res.returncode == 2 and "COMMAND" in res.stdout
