@@ -622,3 +622,126 @@ def test_u17_a_run_after_until_stops_can_resume_a_stale_state():
     buffer and resume the previous run's loop.  The monitor therefore applies
     the U5 recipe inside the interrupt hook, where it is reliable (U5 test)."""
     assert _first_eip_after_switch(0, 0) == CODE + 0x100       # stale resume
+
+
+# --------------------------------------------------------------- U18
+
+@pytest.mark.parametrize("method,expected", [
+    ("direct", 4),                        # stale translated block keeps running
+    ("mem_write_physical", 4),            # not seen either
+    ("direct_and_remove_cache", 301),     # the protocol the TC uses to patch code
+])
+def test_u18_patching_code_from_a_hook_needs_remove_cache(method, expected):
+    """Code in host-owned memory reached through the virtual TLB, patched from
+    inside an interrupt hook while it loops: only ctl_remove_cache over the
+    patched linear range makes the next iteration see the new bytes."""
+    from unicorn import UC_HOOK_TLB_FILL
+
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+    phys, linear = 0x1_0000_0000, 0xFFC00000
+
+    def fill(uc_, vaddr, access, entry, _):
+        entry.paddr = phys + ((vaddr - linear) & ~0xFFF) if vaddr >= linear else vaddr & ~0xFFF
+        entry.perms = UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC
+        return True
+
+    uc.hook_add(UC_HOOK_TLB_FILL, fill)
+    import mmap
+
+    buf = mmap.mmap(-1, 0x1000)
+    uc.mem_map_ptr(phys, 0x1000, UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC,
+                   ctypes.addressof(ctypes.c_char.from_buffer(buf)))
+    code = assemble("L: int 0x41\nmov eax, 1\nadd ebx, eax\ninc ecx\ncmp ecx, 4\njne L\nnop", org=linear)
+    buf[0:len(code)] = code
+    new = assemble("mov eax, 100", org=linear)
+    calls = []
+
+    def on_intr(uc_, intno, _):
+        calls.append(intno)
+        if len(calls) == 2:
+            if method == "mem_write_physical":
+                uc_.mem_write(phys + 2, new)
+            else:
+                buf[2:2 + len(new)] = new
+                if method == "direct_and_remove_cache":
+                    uc_.ctl_remove_cache(linear, linear + 0x1000)
+
+    uc.hook_add(UC_HOOK_INTR, on_intr)
+    uc.emu_start(linear, linear + len(code) - 1)
+    assert uc.reg_read(UC_X86_REG_EBX) == expected
+
+
+# --------------------------------------------------------------- U19
+
+@pytest.mark.parametrize("until,refused", [(0x5000, False), (0xFFFFFFFF, True)])
+def test_u19_virtual_tlb_fetch_maps_the_until_page(until, refused):
+    """In UC_TLB_VIRTUAL mode emu_start asks the fill hook for a *fetch* of the
+    page holding the byte before `until`; if the hook refuses it, the run fails with
+    UC_ERR_EXCEPTION before any guest code runs.  The monitor therefore passes
+    an `until` inside a TC page it maps for fetch (monitor/memory.py: TC_UNTIL)."""
+    from unicorn import UC_HOOK_TLB_FILL, UC_PROT_ALL
+
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.mem_map(0, 0x10000)
+    uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+    asked = []
+
+    def fill(uc_, vaddr, access, entry, _):
+        asked.append((vaddr & ~0xFFF, access))
+        if vaddr >= 0x10000:
+            return False
+        entry.paddr, entry.perms = vaddr & ~0xFFF, UC_PROT_ALL
+        return True
+
+    uc.hook_add(UC_HOOK_TLB_FILL, fill)
+    uc.mem_write(0x1000, bytes.fromhex("ebfe"))          # jmp $
+    if refused:
+        with pytest.raises(UcError) as err:
+            uc.emu_start(0x1000, until, timeout=20000)
+        assert err.value.errno == UC_ERR_EXCEPTION
+    else:
+        uc.emu_start(0x1000, until, timeout=20000)       # ends by the timeout
+    assert ((until - 1) & ~0xFFF, UC_MEM_FETCH) in asked
+
+
+# --------------------------------------------------------------- U20
+
+@pytest.mark.parametrize("how", ["stop_in_fill", "refuse_in_fill"])
+def test_u20_leaving_from_the_tlb_fill(how):
+    """A stop requested inside the fill hook for a write lets the write happen
+    but reports EIP at the start of that instruction (resuming would run it
+    twice).  Refusing the fill ends the run before the write, EIP at the
+    instruction: the monitor's write traces use that (monitor/mmu.py)."""
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.mem_map(0, 0x10000)
+    uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+    from unicorn import UC_HOOK_TLB_FILL, UC_MEM_WRITE, UC_PROT_ALL
+
+    fired = []
+
+    def fill(uc_, vaddr, access, entry, _):
+        entry.paddr = vaddr & ~0xFFF
+        traced = (vaddr >> 12) == 2
+        if traced and access == UC_MEM_WRITE and not fired:
+            fired.append(vaddr)
+            if how == "refuse_in_fill":
+                return False
+            uc_.emu_stop()
+        entry.perms = UC_PROT_ALL if not traced or fired else UC_PROT_READ
+        return True
+
+    uc.hook_add(UC_HOOK_TLB_FILL, fill)
+    code = bytes.fromhex("66ff0500200000") + b"\x40\xeb\xfe"   # inc word [0x2000]; inc eax; jmp $
+    uc.mem_write(0x1000, code)
+    uc.mem_write(0x2000, (41).to_bytes(2, "little"))
+    if how == "stop_in_fill":
+        uc.emu_start(0x1000, 0x5000, timeout=100_000)
+        assert int.from_bytes(uc.mem_read(0x2000, 2), "little") == 42     # written...
+        assert uc.reg_read(X.UC_X86_REG_EIP) == 0x1000                      # ...but EIP says not run
+    else:
+        with pytest.raises(UcError) as err:
+            uc.emu_start(0x1000, 0x5000, timeout=100_000)
+        assert err.value.errno == UC_ERR_EXCEPTION
+        assert int.from_bytes(uc.mem_read(0x2000, 2), "little") == 41     # not written
+        assert uc.reg_read(X.UC_X86_REG_EIP) == 0x1000

@@ -1,0 +1,260 @@
+"""The real-mode translator: 16-bit guest code into the 32-bit TC.
+
+Rules (docs/real-mode-bt.md):
+* IDENT instructions are copied with 0x66/0x67 toggled, because the TC's code
+  segment is 32-bit while the guest's is 16-bit;
+* `cs:` memory operands borrow FS (loaded with the CS data slot) for one
+  instruction;
+* segment reads come from the virtual segment values in monitor data;
+* direct branches go to continuation stubs that are chained in place later;
+* everything else that real hardware would treat specially is a callout.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from bt import abi
+from bt.callouts import Callout, CalloutTable, Kind
+from bt.decoder import decode
+from bt.opcodes import Flow, Sens
+from bt.tc import TCFull, TranslationCache, Unit
+
+MAX_INSNS = 12
+MAX_UNIT_BYTES = 1024            # generous upper bound of one unit's TC code
+
+# Prefix bits of Instruction.prefixes (bt.opcodes.PREFIXES).
+P_OPSIZE, P_ADDRSIZE = 0x40, 0x80
+SEG_PREFIX_BYTES = (0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65)
+PREFIX_BYTES = frozenset(SEG_PREFIX_BYTES + (0x66, 0x67, 0xF0, 0xF2, 0xF3))
+
+# Control flow that a callout handles (the unit ends there).
+FLOW_CALLOUT = {
+    Flow.RET: Kind.RET, Flow.RETF: Kind.RETF, Flow.IRET: Kind.IRET,
+    Flow.JMP_IND: Kind.JMP_IND, Flow.CALL_IND: Kind.CALL_IND,
+    Flow.JMPF: Kind.JMPF, Flow.JMPF_IND: Kind.JMPF,
+    Flow.CALLF: Kind.CALLF, Flow.CALLF_IND: Kind.CALLF,
+    Flow.INT: Kind.INT, Flow.INT3: Kind.INT, Flow.INTO: Kind.INT,
+    Flow.HLT: Kind.HLT, Flow.UD: Kind.UD, Flow.SYS: Kind.UD,
+}
+SENS_CALLOUT = {
+    Sens.SEG_LOAD: Kind.SEG_LOAD, Sens.FLAGS: Kind.FLAGS, Sens.SYSREG: Kind.SYSREG,
+    Sens.CPUID: Kind.CPUID, Sens.MSR: Kind.MSR, Sens.HLT: Kind.HLT,
+    Sens.INT: Kind.INT, Sens.IRET: Kind.IRET, Sens.RDPMC: Kind.UD,
+}
+# SYSREG instructions after which the unit ends (they may change the mode).
+MODE_CHANGING = {"lmsw", "mov"}
+
+
+def _abs32(addr: int) -> bytes:
+    return struct.pack("<I", addr & 0xFFFFFFFF)
+
+
+class Emitter:
+    """Builds one unit's code at a known TC address."""
+
+    def __init__(self, start: int):
+        self.start = start
+        self.code = bytearray()
+
+    @property
+    def here(self) -> int:
+        return self.start + len(self.code)
+
+    def emit(self, data: bytes) -> int:
+        at = self.here
+        self.code += data
+        return at
+
+    def callout_site(self, index: int) -> int:
+        return self.emit(bytes([abi.CALLOUT_OPCODE]) + struct.pack("<I", index))
+
+    def rel32(self, opcode: bytes, target: int) -> None:
+        end = self.here + len(opcode) + 4
+        self.emit(opcode + struct.pack("<i", target - end))
+
+
+class RealModeTranslator:
+    """Translates (cs, ip) of 16-bit real-mode code into TC units."""
+
+    def __init__(self, tc: TranslationCache, callouts: CalloutTable, read_linear, trace_page,
+                 counters=None, a20_mask=lambda: 0xFFFFFFFF):
+        self.tc = tc
+        self.callouts = callouts
+        self.read_linear = read_linear     # (linear, size) -> bytes of guest code
+        self.trace_page = trace_page       # (pfn) -> None: write-protect a code page
+        self.counters = counters           # CounterPool or None (no execution counting)
+        self.a20_mask = a20_mask
+
+    # -- entry point ------------------------------------------------------------
+
+    def translate(self, cs: int, ip: int) -> Unit:
+        key = ("real", cs, ip)
+        unit = self.tc.lookup(key)
+        if unit is not None:
+            return unit
+        if self.tc.room() < MAX_UNIT_BYTES:
+            raise TCFull()
+        return self._translate(key, cs, ip)
+
+    # -- the work -----------------------------------------------------------------
+
+    def _linear(self, cs: int, ip: int) -> int:
+        return ((cs << 4) + (ip & 0xFFFF)) & self.a20_mask()
+
+    def _translate(self, key, cs: int, ip: int) -> Unit:
+        em = Emitter(self.tc.top)
+        insn_map: list[tuple[int, int]] = []
+        pages: set[int] = set()
+        counter = -1
+        if self.counters is not None:
+            counter = self.counters.allocate()
+            # pushfd; add dword cs:[ctr], 1; adc dword cs:[ctr+4], 0; popfd
+            # (flags are preserved; the push lands below the guest's SP, where an
+            # interrupt could write anyway)
+            em.emit(b"\x9c" + b"\x2e\x83\x05" + _abs32(counter) + b"\x01"
+                    + b"\x2e\x83\x15" + _abs32(counter + 4) + b"\x00" + b"\x9d")
+        start_ip = ip
+        n = 0
+        ended = False
+        while n < MAX_INSNS and not ended:
+            linear = self._linear(cs, ip)
+            raw = self.read_linear(linear, 15)
+            insn = decode(raw, ip, 16)
+            pages.add(linear >> 12)
+            if insn.ok:
+                pages.add((linear + insn.length - 1) >> 12)
+            insn_map.append((em.here, ip))
+            n += 1
+            next_ip = (ip + (insn.length if insn.ok else 1)) & 0xFFFF
+            ended = self._one(em, cs, ip, next_ip, insn, raw, linear)
+            ip = next_ip
+        if not ended:
+            self._stub(em, cs, ip)                  # fall through into the next unit
+        if len(em.code) > self.tc.room():
+            raise TCFull()
+        unit = Unit(key=key, tc_start=em.start, tc_end=em.here, guest_len=(ip - start_ip) & 0xFFFF,
+                    pages=tuple(sorted(pages)), insn_map=insn_map, n_insns=n, counter=counter)
+        self.tc.write_fresh(em.start, bytes(em.code))
+        self.tc.top = em.here
+        self.tc.add(unit)
+        for page in unit.pages:
+            self.trace_page(page)
+        return unit
+
+    def _callout(self, em: Emitter, kind: Kind, cs, ip, next_ip, insn, **extra) -> int:
+        rec = Callout(kind=kind, cs=cs, ip=ip, next_ip=next_ip, insn=insn, **extra)
+        index = self.callouts.add(rec)
+        rec.site = em.callout_site(index)
+        rec.resume = em.here
+        return rec.site
+
+    def _stub(self, em: Emitter, cs: int, target: int) -> int:
+        """A continuation: a CHAIN callout until the target is translated."""
+        return self._callout(em, Kind.CHAIN, cs, target, target, None, target=target)
+
+    def _one(self, em, cs, ip, next_ip, insn, raw, linear) -> bool:
+        """Emit one guest instruction; True when the unit ends here."""
+        if not insn.ok:
+            self._callout(em, Kind.UD, cs, ip, next_ip, insn)
+            return True
+        flow = Flow(insn.flow)
+        # The BIOS callout: ud2 + service byte, honoured only in the ROM.
+        if flow == Flow.UD and insn.opmap == 2 and insn.opcode == 0x0B and 0xF0000 <= linear <= 0xFFFFD:
+            self._callout(em, Kind.BIOS, cs, ip, (ip + 3) & 0xFFFF, insn, service=raw[2])
+            return False
+        if flow == Flow.JMP:
+            self._stub(em, cs, insn.target & 0xFFFF)
+            return True
+        if flow == Flow.JCC:
+            # jcc rel32 -> taken stub (placed after the fall-through stub)
+            jcc_at = em.emit(b"\x0f" + bytes([0x80 | (insn.opcode & 0x0F)]) + b"\0\0\0\0")
+            fall = self._stub(em, cs, next_ip)
+            taken = self._stub(em, cs, insn.target & 0xFFFF)
+            struct.pack_into("<i", em.code, jcc_at - em.start + 2, taken - (jcc_at + 6))
+            return True
+        if flow in (Flow.LOOP, Flow.JCXZ):
+            # [67] loop/jcxz +2 ; jmp short +5 ; taken stub ; fall-through stub
+            prefix = b"\x67" if insn.addrsize == 16 else b""
+            em.emit(prefix + bytes([insn.opcode, 0x02]) + b"\xeb\x05")
+            self._stub(em, cs, insn.target & 0xFFFF)
+            self._stub(em, cs, next_ip)
+            return True
+        if flow == Flow.CALL:
+            if insn.eff_opsize == 16:
+                em.emit(b"\x66\x68" + struct.pack("<H", next_ip))   # push word next_ip
+            else:
+                em.emit(b"\x68" + struct.pack("<I", next_ip))       # push dword next_ip
+            self._stub(em, cs, insn.target & 0xFFFF)
+            return True
+        if flow in FLOW_CALLOUT:
+            self._callout(em, FLOW_CALLOUT[flow], cs, ip, next_ip, insn)
+            return True
+        sens = Sens(insn.sensitive)
+        if sens == Sens.SEG_READ:
+            return self._seg_read(em, cs, ip, next_ip, insn)
+        if sens in SENS_CALLOUT:
+            kind = SENS_CALLOUT[sens]
+            self._callout(em, kind, cs, ip, next_ip, insn)
+            # A mode change (lmsw / mov cr0) or a segment load of SS keeps the
+            # unit going only where nothing about the CPU mode can change.
+            return kind == Kind.SYSREG and insn.mnemonic in MODE_CHANGING
+        if sens == Sens.CACHE_TLB:
+            return False                   # invd / wbinvd / invlpg: nothing to do in real mode
+        if sens == Sens.IO:
+            em.emit(self._ident(insn, raw))
+            self._stub(em, cs, next_ip)    # U16: end the unit after I/O, falling through
+            return True
+        em.emit(self._ident(insn, raw))
+        return False
+
+    # -- instruction rewriting ------------------------------------------------------
+
+    def _ident(self, insn, raw: bytes) -> bytes:
+        """Copy with 0x66/0x67 toggled; a cs: override becomes an FS borrow."""
+        np = insn.nprefixes
+        body = bytes(raw[np:insn.length])
+        kept = [b for b in raw[:np] if b not in (0x66, 0x67)]
+        borrow = insn.segment == "cs"
+        if borrow:
+            kept = [0x64 if b == 0x2E else b for b in kept]
+        if insn.eff_opsize == 16:
+            kept.append(0x66)
+        if insn.addrsize == 16:
+            kept.append(0x67)
+        out = bytes(kept) + body
+        if borrow:
+            # mov cs:[SCRATCH_FS], fs ; mov fs, cs:[CS_SLOT_SEL] ; insn ; mov fs, cs:[SCRATCH_FS]
+            out = (b"\x2e\x8c\x25" + _abs32(abi.SCRATCH_FS) + b"\x2e\x8e\x25" + _abs32(abi.CS_SLOT_SEL)
+                   + out + b"\x2e\x8e\x25" + _abs32(abi.SCRATCH_FS))
+        return out
+
+    def _seg_read(self, em, cs, ip, next_ip, insn) -> bool:
+        op = insn.opcode
+        if op == 0x8C and insn.mod == 3:                  # mov r16/r32, sreg
+            sreg, reg = insn.reg, insn.rm
+            if sreg > 5:
+                self._callout(em, Kind.UD, cs, ip, next_ip, insn)
+                return True
+            if sreg == 1:                                  # mov r16, cs: CS is known here
+                em.emit(b"\x66" + bytes([0xB8 + reg]) + struct.pack("<H", cs))
+            else:                                          # movzx r32, word cs:[VSEG+2*sreg] / mov r16, ...
+                addr = abi.VSEG + 2 * sreg
+                if insn.eff_opsize == 32:
+                    em.emit(b"\x2e\x0f\xb7" + bytes([0x05 | (reg << 3)]) + _abs32(addr))
+                else:
+                    em.emit(b"\x2e\x66\x8b" + bytes([0x05 | (reg << 3)]) + _abs32(addr))
+            return False
+        push_sreg = {0x06: 0, 0x0E: 1, 0x16: 2, 0x1E: 3}
+        if insn.opmap == 1 and op in push_sreg or insn.opmap == 2 and op in (0xA0, 0xA8):
+            sreg = push_sreg[op] if insn.opmap == 1 else (4 if op == 0xA0 else 5)
+            if insn.eff_opsize == 16:
+                if sreg == 1:
+                    em.emit(b"\x66\x68" + struct.pack("<H", cs))          # push word imm16
+                else:
+                    em.emit(b"\x2e\x66\xff\x35" + _abs32(abi.VSEG + 2 * sreg))  # push word cs:[vseg]
+                return False
+            # A 32-bit push of a segment register writes 16 bits into a 4-byte slot:
+            # rare in real mode, left to the callout.
+        self._callout(em, Kind.SEG_READ, cs, ip, next_ip, insn)
+        return False

@@ -1,0 +1,61 @@
+"""The virtual CPU: guest architectural state the real CPU does not hold.
+
+While translated code runs, the general registers and the arithmetic flags are
+the real CPU's own; this object holds what is virtual: the guest's segment
+registers (values and hidden parts), its IF, its control and system registers.
+The segment values and IF are mirrored into monitor data, where translated code
+reads them (bt/abi.py).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from bt import abi
+from monitor.memory import MONITOR_LINEAR
+
+ES, CS, SS, DS, FS, GS = range(6)
+
+
+@dataclass
+class SegmentCache:
+    value: int = 0          # the selector / real-mode paragraph the guest loaded
+    base: int = 0           # hidden base
+    limit: int = 0xFFFF     # hidden limit (kept across real-mode loads: unreal mode)
+
+
+@dataclass
+class VirtualCPU:
+    segs: list = field(default_factory=lambda: [SegmentCache() for _ in range(6)])
+    vif: bool = False       # the guest's EFLAGS.IF
+    cr0: int = 0x60000010   # reset value: CD NW ET
+    cr2: int = 0
+    cr3: int = 0
+    cr4: int = 0
+    gdtr: tuple = (0, 0xFFFF)   # (base, limit)
+    idtr: tuple = (0, 0x3FF)
+    halted: bool = False    # waiting in hlt for an interrupt
+
+    @property
+    def real_mode(self) -> bool:
+        return not self.cr0 & 1
+
+
+class VirtualStateMirror:
+    """Writes the parts translated code reads into monitor data."""
+
+    def __init__(self, monitor_view):
+        self.view = monitor_view
+
+    def _off(self, linear: int) -> int:
+        return linear - MONITOR_LINEAR
+
+    def seg(self, sreg: int, value: int) -> None:
+        struct.pack_into("<H", self.view, self._off(abi.VSEG) + 2 * sreg, value & 0xFFFF)
+
+    def vif(self, on: bool) -> None:
+        self.view[self._off(abi.VIF)] = 1 if on else 0
+
+    def constants(self) -> None:
+        struct.pack_into("<H", self.view, self._off(abi.CS_SLOT_SEL), abi.slot_selector(CS))

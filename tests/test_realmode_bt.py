@@ -1,0 +1,221 @@
+"""Real-mode guest code through the binary translator.
+
+Each program runs twice: through hybrid86 (translated into the TC) and on bare
+Unicorn in real mode (tests/realmode_harness.py).  Output on the debug
+console, the exit status and the general registers must agree, and no guest
+instruction may ever be fetched from guest RAM under hybrid86."""
+
+from __future__ import annotations
+
+import pytest
+
+from realmode_harness import bt_registers, run_bt, run_reference
+from x86env import have_nasm
+
+pytestmark = pytest.mark.skipif(not have_nasm(), reason="nasm is not installed")
+
+EXIT = "mov al, 0\nout 0xf4, al\njmp $\n"
+
+PROGRAMS = {
+    "arith_loops_calls": """
+        mov ax, 7
+        mov bx, 3
+        mov cx, 10
+    .l: add ax, bx
+        adc dx, 0
+        imul bx, bx, 3
+        and bx, 0x7ff
+        call sub1
+        loop .l
+        xor si, si
+        mov di, 1
+        shl ax, 1
+        sbb si, di
+        mov al, 'k'
+        out 0xe9, al
+    """ + EXIT + """
+    sub1:
+        push cx
+        inc cx
+        xchg ax, cx
+        xchg ax, cx
+        pop cx
+        ret
+    """,
+    "segments_and_cs_overrides": """
+        mov ax, 0x2000
+        mov es, ax
+        push es
+        pop ds
+        mov word [0x10], 0x1234
+        mov bx, ds
+        les di, [cs:farptr]
+        mov dx, es
+        mov ax, [es:di]
+        mov cx, [cs:value]
+        inc word [cs:value]
+        mov si, [cs:value]
+        push cs
+        pop ax
+        lds bp, [cs:farptr]
+        mov bp, ds
+    """ + EXIT + """
+    farptr: dw 0x0010, 0x2000
+    value:  dw 41
+    """,
+    "strings_with_rep": """
+        mov ax, 0x3000
+        mov es, ax
+        xor ax, ax
+        mov ds, ax
+        mov si, text
+        add si, 0x7C00 - 0x7C00
+        mov di, 0x100
+        mov cx, 11
+        cld
+        rep movsb
+        mov si, 0x100
+        push es
+        pop ds
+        mov cx, 11
+    .p: lodsb
+        out 0xe9, al
+        loop .p
+        mov di, 0x200
+        mov al, 'z'
+        mov cx, 5
+        rep stosb
+        mov di, 0x200
+        mov cx, 6
+        repe scasb
+        mov bx, cx
+        xor ax, ax
+        mov ds, ax
+    """ + EXIT + """
+    text: db "hello world"
+    """,
+    "interrupts_flags": """
+        xor ax, ax
+        mov ds, ax
+        mov word [0x40*4], isr
+        mov [0x40*4+2], cs
+        mov word [0*4], divide_error
+        mov [0*4+2], cs
+        sti
+        pushf
+        pop bx
+        cli
+        pushf
+        pop cx
+        mov ax, 5
+        int 0x40
+        int 0x40
+        mov dl, 0
+        mov ax, 10
+        div dl
+        mov al, 'e'
+        out 0xe9, al
+        popf
+        std
+        pushf
+        pop dx
+        cld
+    """ + EXIT + """
+    isr:
+        inc si
+        pushf
+        pop di
+        mov al, 'i'
+        out 0xe9, al
+        iret
+    divide_error:
+        mov al, 'D'
+        out 0xe9, al
+        mov bp, sp
+        add word [ss:bp], 2
+        iret
+    """,
+    "indirect_and_far_flow": """
+        mov bx, 2
+        call [cs:table+bx]
+        mov bx, 0
+        mov si, table
+        call [cs:si+bx]
+        call far [cs:farfn]
+        push cs
+        push word back
+        retf
+    back:
+        mov ax, handler2
+        jmp ax
+    after:
+        call sub_ret4
+    """ + EXIT + """
+    sub_ret4:
+        ret
+    f0: mov al, '0'
+        out 0xe9, al
+        ret
+    f1: mov al, '1'
+        out 0xe9, al
+        ret
+    ffar:
+        mov al, 'F'
+        out 0xe9, al
+        retf
+    handler2:
+        mov al, 'j'
+        out 0xe9, al
+        jmp after
+    table: dw f0, f1
+    farfn: dw ffar, 0
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+def test_translated_code_matches_real_mode_reference(name):
+    src = PROGRAMS[name]
+    machine, out, status, guest_fetches = run_bt(src)
+    ref_out, ref_status, ref_regs = run_reference(src)
+    assert guest_fetches == [], "guest code ran from its original address"
+    assert (out, status) == (ref_out, ref_status)
+    assert bt_registers(machine) == ref_regs
+    stats = machine.statistics()
+    assert stats["units_translated"] > 0 and stats["bt_instructions"] > 0
+
+
+def test_program_output_and_statistics():
+    machine, out, status, _ = run_bt(PROGRAMS["interrupts_flags"])
+    assert out == b"iiDe" and status == 0
+    calls = machine.statistics()["callouts"]
+    for kind in ("int", "iret", "flags", "chain", "seg_load"):
+        assert calls.get(kind, 0) > 0, kind
+    assert machine.statistics()["exceptions"] == {"exception_0": 1}
+    assert machine.statistics()["chain_patches"] > 0
+
+
+def test_self_modifying_code_is_retranslated():
+    src = """
+        xor ax, ax
+        mov ds, ax
+        mov cx, 3
+    again:
+    patched:
+        mov al, 'a'
+        out 0xe9, al
+        inc byte [cs:patched+1]
+        loop again
+    """ + EXIT
+    machine, out, status, guest_fetches = run_bt(src)
+    assert out == b"abc" and status == 0 and guest_fetches == []
+    stats = machine.statistics()
+    assert stats["traces_fired"] >= 1 and stats["units_invalidated"] >= 1
+
+
+def test_twin_adapter_runs_the_same_translation():
+    src = PROGRAMS["indirect_and_far_flow"]
+    native = run_bt(src, native=True)
+    twin = run_bt(src, native=False)
+    assert native[1:3] == twin[1:3]
+    assert bt_registers(native[0]) == bt_registers(twin[0])
