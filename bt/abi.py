@@ -31,10 +31,17 @@ VSEG = VSTATE_LINEAR + 0x00       # 6 x u16: guest segment values ES CS SS DS FS
 VIF = VSTATE_LINEAR + 0x10        # u8: the guest's virtual IF
 SCRATCH_FS = VSTATE_LINEAR + 0x14  # u16: real FS saved while FS is borrowed
 CS_SLOT_SEL = VSTATE_LINEAR + 0x18  # u16: constant slot_selector(1), loaded into FS
+SCRATCH_EAX = VSTATE_LINEAR + 0x20  # u32: guest EAX while an indirect lookup uses EAX
+SCRATCH_ECX = VSTATE_LINEAR + 0x24  # u32: guest ECX while a landing pad uses ECX
+
+# Indirect-branch lookup: one u32 per 16-bit guest IP, the TC address of a
+# landing pad for that IP (which checks the guest CS) or of the miss callout.
+LOOKUP_LINEAR = DATA_LINEAR + 0x10000
+LOOKUP_ENTRIES = 0x10000
 
 # Per-unit execution counters (u64 each), for "guest instructions run in BT".
-COUNTERS_LINEAR = DATA_LINEAR + 0x10000
-COUNTERS_SIZE = 0xF0000
+COUNTERS_LINEAR = LOOKUP_LINEAR + 4 * LOOKUP_ENTRIES
+COUNTERS_SIZE = DATA_LINEAR + 0x100000 - COUNTERS_LINEAR
 
 # A callout in translated code: int3 followed by the record index (u32).
 CALLOUT_OPCODE = 0xCC

@@ -30,7 +30,7 @@ class Kind(IntEnum):
     CPUID = 15
     MSR = 16
     UD = 17           # invalid opcode: deliver #UD
-    SEG_OVERRIDE = 18  # unused kind reserved for a cs: form that cannot borrow FS
+    LOOKUP_MISS = 18  # ret / indirect jmp / call whose target has no landing pad yet
 
 
 @dataclass

@@ -17,6 +17,7 @@ import struct
 from bt import abi
 from bt.callouts import Callout, CalloutTable, Kind
 from bt.decoder import decode
+from bt.lookup import lookup_jump, save_eax
 from bt.opcodes import Flow, Sens
 from bt.tc import TCFull, TranslationCache, Unit
 
@@ -187,6 +188,8 @@ class RealModeTranslator:
                 em.emit(b"\x68" + struct.pack("<I", next_ip))       # push dword next_ip
             self._stub(em, cs, insn.target & 0xFFFF)
             return True
+        if flow in (Flow.RET, Flow.JMP_IND, Flow.CALL_IND) and self._inline_indirect(em, insn, raw, next_ip):
+            return True
         if flow in FLOW_CALLOUT:
             self._callout(em, FLOW_CALLOUT[flow], cs, ip, next_ip, insn)
             return True
@@ -207,6 +210,33 @@ class RealModeTranslator:
             return True
         em.emit(self._ident(insn, raw))
         return False
+
+    def _inline_indirect(self, em, insn, raw, next_ip) -> bool:
+        """ret / jmp r/m16 / call r/m16 through the in-TC lookup (bt/lookup.py).
+
+        Only the 16-bit forms without an immediate: the others stay callouts."""
+        if insn.eff_opsize != 16:
+            return False
+        if insn.flow == Flow.RET:
+            if insn.opcode != 0xC3:
+                return False                       # ret imm16: callout
+            em.emit(save_eax() + b"\x66\x58")       # save EAX; pop ax
+            em.emit(lookup_jump())
+            return True
+        # jmp/call r/m16: mov ax, r/m16 (same operand, reg field 0), then as ret.
+        np = insn.nprefixes
+        body = bytearray(raw[np:insn.length])
+        if body[0] != 0xFF:
+            return False
+        body[0] = 0x8B
+        body[1] &= 0xC7                            # ModRM reg field -> EAX
+        fake = bytes(raw[:np]) + bytes(body)
+        load = self._ident(insn, fake)
+        em.emit(save_eax() + load)
+        if insn.flow == Flow.CALL_IND:
+            em.emit(b"\x66\x68" + struct.pack("<H", next_ip))   # push word next_ip
+        em.emit(lookup_jump())
+        return True
 
     # -- instruction rewriting ------------------------------------------------------
 

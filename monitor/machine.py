@@ -29,7 +29,8 @@ from unicorn.x86_const import (
 
 import _native
 from bt import abi
-from bt.callouts import CalloutTable, Kind
+from bt.callouts import Callout, CalloutTable, Kind
+from bt.lookup import IndirectLookup
 from bt.realmode import RealModeTranslator
 from bt.tc import TCFull, TranslationCache
 from devices.base import PortBus
@@ -71,6 +72,7 @@ class Machine:
             self.tc, self.callouts, self.guestmem.read, self.mmu.trace_page,
             counters=self.counters, a20_mask=lambda: self.mmu.a20_mask)
         self.ops = RealModeOps(self)
+        self.lookup = IndirectLookup(self.memory.monitor)
         self.pic = None                     # set by attach_pic()
         self.bios = None                    # set by the PC builder
         self.stats = collections.Counter()  # callouts by kind, interrupts, ...
@@ -81,6 +83,7 @@ class Machine:
         self.exit_status: int | None = None
         self.eip = TC_LINEAR
         self._install_shadow_gdt()
+        self._new_tc_generation()
         self.cpu.set_vector_handler(3, self._on_callout)
         for vector in range(256):
             if vector != 3:
@@ -162,6 +165,16 @@ class Machine:
         self.incoming.clear()
         self.site_records.clear()
         self.callouts.clear()
+        self._new_tc_generation()
+
+    def _new_tc_generation(self) -> None:
+        """The shared lookup-miss callout at the start of a fresh TC."""
+        rec = Callout(kind=Kind.LOOKUP_MISS, cs=0, ip=0, next_ip=0)
+        index = self.callouts.add(rec)
+        rec.site = self.tc.top
+        self.tc.write_fresh(rec.site, bytes([abi.CALLOUT_OPCODE]) + index.to_bytes(4, "little"))
+        self.tc.top += abi.CALLOUT_LEN
+        self.lookup.reset(rec.site)
 
     # -- the hooks ------------------------------------------------------------------------
 
@@ -180,6 +193,8 @@ class Machine:
                     return self._resume(regs, None, rec)
                 regs[EIP] = target
                 return self._continue(regs, rec.target)
+            if rec.kind == Kind.LOOKUP_MISS:
+                return self._lookup_miss(regs)
             if rec.kind == Kind.BIOS:
                 next_ip = self.bios_callout(rec, regs)
             else:
@@ -220,6 +235,21 @@ class Machine:
             regs[EIP] = self._tc_address(self.vcpu.segs[CS].value, ip)
         self.cpu.write_gprs(regs)
         return True
+
+    def _lookup_miss(self, regs) -> bool:
+        """ret / indirect branch whose (CS, IP) has no landing pad: make one."""
+        ip = regs[0] & 0xFFFF
+        regs[0] = self.memory.monitor_word32(abi.SCRATCH_EAX)
+        cs = self.vcpu.segs[CS].value
+        try:
+            unit = self.translator.translate(cs, ip)
+        except TCFull:
+            self._flush_tc()
+            unit = self.translator.translate(cs, ip)
+        self.lookup.misses += 1
+        self.lookup.install(self.tc, cs, ip, unit)
+        regs[EIP] = unit.tc_start
+        return self._continue(regs, ip)
 
     def _chain(self, rec, index: int) -> int | None:
         """Translate a continuation's target and patch the stub into a direct jump."""
@@ -263,6 +293,7 @@ class Machine:
         pages, self.dirty_pages = self.dirty_pages, set()
         for pfn in pages:
             for unit in self.tc.invalidate_page(pfn):
+                self.lookup.drop_unit(unit.tc_start)
                 for site, index in self.incoming.pop(unit.tc_start, []):
                     self.tc.patch(site, bytes([abi.CALLOUT_OPCODE]) + index.to_bytes(4, "little"))
 
@@ -356,6 +387,8 @@ class Machine:
             "tc_bytes": tc.bytes,
             "tc_flushes": tc.flushes,
             "chain_patches": tc.chain_patches,
+            "lookup_misses": self.lookup.misses,
+            "landing_pads": len(self.lookup.pads),
             "units_invalidated": tc.invalidated,
             "tlb_fills": self.mmu.fills,
             "traces_fired": self.stats["traces_fired"],

@@ -89,6 +89,10 @@ class PhysicalMemory:
         self.ram[paddr] = value & 0xFF
         self.ram[paddr + 1] = (value >> 8) & 0xFF
 
+    def monitor_word32(self, linear: int) -> int:
+        off = self.monitor_offset(linear)
+        return int.from_bytes(self.monitor[off:off + 4], "little")
+
     def monitor_offset(self, linear: int) -> int:
         if not MONITOR_LINEAR <= linear < MONITOR_LINEAR + MONITOR_SIZE:
             raise ValueError(f"{linear:#x} is not in the monitor region")

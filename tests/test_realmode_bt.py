@@ -170,6 +170,31 @@ PROGRAMS = {
     table: dw f0, f1
     farfn: dw ffar, 0
     """,
+    "same_return_ip_in_two_code_segments": """
+        xor ax, ax
+        mov ds, ax
+        call both                 ; returns to the same IPs below under CS=0 ...
+        mov ax, 0x1000
+        mov es, ax
+        mov si, 0x7C00
+        mov di, 0x7C00
+        mov cx, 256
+        cld
+        rep movsw                 ; copy this code to 1000:7C00
+        jmp 0x1000:again          ; ... and under CS=0x1000
+    again:
+        call both
+        mov bx, cs
+    """ + EXIT + """
+    both:
+        call work
+        call work
+        ret
+    work:
+        mov al, 'w'
+        out 0xe9, al
+        ret
+    """,
 }
 
 
@@ -193,6 +218,28 @@ def test_program_output_and_statistics():
         assert calls.get(kind, 0) > 0, kind
     assert machine.statistics()["exceptions"] == {"exception_0": 1}
     assert machine.statistics()["chain_patches"] > 0
+
+
+def test_ret_and_indirect_branches_stay_in_the_tc_on_a_hit():
+    src = """
+        mov cx, 200
+    .l: call sub
+        mov bx, sub
+        call bx
+        loop .l
+    """ + EXIT + "sub: inc dx\nret\n"
+    machine, out, status, _ = run_bt(src)
+    stats = machine.statistics()
+    assert status == 0 and bt_registers(machine)["edx"] == 400
+    assert stats["lookup_misses"] <= 3                 # one per distinct target, not per ret
+    assert "ret" not in stats["callouts"] and "call_ind" not in stats["callouts"]
+
+
+def test_landing_pads_check_the_code_segment():
+    machine, out, status, _ = run_bt(PROGRAMS["same_return_ip_in_two_code_segments"])
+    assert out == b"wwww" and status == 0
+    assert machine.statistics()["lookup_misses"] >= 4  # the CS check sent the second CS to the miss path
+    assert bt_registers(machine)["ebx"] & 0xFFFF == 0x1000
 
 
 def test_self_modifying_code_is_retranslated():

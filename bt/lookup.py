@@ -1,0 +1,106 @@
+"""The in-TC lookup for `ret` and indirect near branches (real mode).
+
+Translated code puts the 16-bit guest target IP in EAX (the guest's EAX saved
+in monitor data first) and jumps through `LOOKUP[ip]`.  The entry is either
+the shared miss callout or a landing pad for one (CS, IP):
+
+    mov  cs:[SCRATCH_ECX], ecx
+    movzx ecx, word cs:[VSEG.cs]
+    lea  ecx, [ecx - expected_cs]       ; flag-free compare (lea + jecxz)
+    jecxz hit
+    mov  ecx, cs:[SCRATCH_ECX]
+    jmp  miss                           ; another CS: the miss callout
+  hit:
+    mov  ecx, cs:[SCRATCH_ECX]
+    mov  eax, cs:[SCRATCH_EAX]
+    jmp  unit                           ; stays in the TC
+
+No guest flag is touched on either path.  On a miss the monitor translates the
+target, makes (or reuses) its pad and points the entry at it.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from bt import abi
+from monitor.memory import MONITOR_LINEAR
+
+
+def _abs32(addr: int) -> bytes:
+    return struct.pack("<I", addr & 0xFFFFFFFF)
+
+
+def lookup_jump() -> bytes:
+    """movzx eax, ax ; jmp dword cs:[LOOKUP + eax*4]"""
+    return b"\x0f\xb7\xc0" + b"\x2e\xff\x24\x85" + _abs32(abi.LOOKUP_LINEAR)
+
+
+def save_eax() -> bytes:
+    return b"\x2e\xa3" + _abs32(abi.SCRATCH_EAX)          # mov cs:[SCRATCH_EAX], eax
+
+
+def pad_code(pad_addr: int, expected_cs: int, unit_addr: int, miss_addr: int) -> bytes:
+    save_ecx = b"\x2e\x89\x0d" + _abs32(abi.SCRATCH_ECX)
+    load_cs = b"\x2e\x0f\xb7\x0d" + _abs32(abi.VSEG + 2)
+    compare = b"\x8d\x89" + struct.pack("<i", -expected_cs)
+    restore_ecx = b"\x2e\x8b\x0d" + _abs32(abi.SCRATCH_ECX)
+    restore_eax = b"\x2e\xa1" + _abs32(abi.SCRATCH_EAX)
+    head = save_ecx + load_cs + compare
+    miss_path_len = len(restore_ecx) + 5
+    code = bytearray(head + b"\xe3" + bytes([miss_path_len]) + restore_ecx)
+    code += b"\xe9" + struct.pack("<i", miss_addr - (pad_addr + len(code) + 5))
+    code += restore_ecx + restore_eax
+    code += b"\xe9" + struct.pack("<i", unit_addr - (pad_addr + len(code) + 5))
+    return bytes(code)
+
+
+PAD_SIZE = len(pad_code(0, 0, 0, 0))
+
+
+class IndirectLookup:
+    """The LOOKUP table and the landing pads (one TC generation at a time)."""
+
+    def __init__(self, memory_view):
+        self.view = memory_view
+        self.base = abi.LOOKUP_LINEAR - MONITOR_LINEAR
+        self.miss_addr = 0
+        self.pads: dict[tuple[int, int], tuple[int, int]] = {}     # (cs, ip) -> (pad address, unit tc_start)
+        self.by_unit: dict[int, list[tuple[int, int]]] = {}        # unit tc_start -> [(cs, ip)]
+        self.misses = 0
+
+    def reset(self, miss_addr: int) -> None:
+        """A new TC generation: every entry points at the miss callout."""
+        self.miss_addr = miss_addr
+        self.view[self.base:self.base + 4 * abi.LOOKUP_ENTRIES] = _abs32(miss_addr) * abi.LOOKUP_ENTRIES
+        self.pads.clear()
+        self.by_unit.clear()
+
+    def entry(self, ip: int) -> int:
+        return struct.unpack_from("<I", self.view, self.base + 4 * (ip & 0xFFFF))[0]
+
+    def set_entry(self, ip: int, addr: int) -> None:
+        struct.pack_into("<I", self.view, self.base + 4 * (ip & 0xFFFF), addr)
+
+    def install(self, tc, cs: int, ip: int, unit) -> int:
+        """Point LOOKUP[ip] at the pad for (cs, ip), emitting it if needed."""
+        known = self.pads.get((cs, ip))
+        if known is None or known[1] != unit.tc_start:
+            if tc.room() < PAD_SIZE:
+                return 0
+            pad = tc.top
+            tc.write_fresh(pad, pad_code(pad, cs, unit.tc_start, self.miss_addr))
+            tc.top += PAD_SIZE
+            self.pads[(cs, ip)] = (pad, unit.tc_start)
+            self.by_unit.setdefault(unit.tc_start, []).append((cs, ip))
+        else:
+            pad = known[0]
+        self.set_entry(ip, pad)
+        return pad
+
+    def drop_unit(self, unit_start: int) -> None:
+        """Forget the pads that lead into an invalidated unit."""
+        for cs, ip in self.by_unit.pop(unit_start, []):
+            pad, _ = self.pads.pop((cs, ip), (None, None))
+            if pad is not None and self.entry(ip) == pad:
+                self.set_entry(ip, self.miss_addr)

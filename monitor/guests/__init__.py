@@ -1,0 +1,1 @@
+"""Tools that build guest images for tests, benchmarks and users."""
