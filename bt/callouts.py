@@ -31,6 +31,7 @@ class Kind(IntEnum):
     MSR = 16
     UD = 17           # invalid opcode: deliver #UD
     LOOKUP_MISS = 18  # ret / indirect jmp / call whose target has no landing pad yet
+    STALE = 19        # a checked unit found its guest bytes changed: retranslate
 
 
 @dataclass

@@ -79,13 +79,14 @@ class RealModeTranslator:
     """Translates (cs, ip) of 16-bit real-mode code into TC units."""
 
     def __init__(self, tc: TranslationCache, callouts: CalloutTable, read_linear, trace_page,
-                 counters=None, a20_mask=lambda: 0xFFFFFFFF):
+                 counters=None, a20_mask=lambda: 0xFFFFFFFF, is_checked=lambda pfn: False):
         self.tc = tc
         self.callouts = callouts
         self.read_linear = read_linear     # (linear, size) -> bytes of guest code
         self.trace_page = trace_page       # (pfn) -> None: write-protect a code page
         self.counters = counters           # CounterPool or None (no execution counting)
         self.a20_mask = a20_mask
+        self.is_checked = is_checked       # (pfn) -> True: validate units of that page at entry
 
     # -- entry point ------------------------------------------------------------
 
@@ -103,10 +104,41 @@ class RealModeTranslator:
     def _linear(self, cs: int, ip: int) -> int:
         return ((cs << 4) + (ip & 0xFFFF)) & self.a20_mask()
 
+    def _scan(self, cs: int, ip: int) -> list[tuple]:
+        """Decode one unit's guest instructions: [(ip, next_ip, insn, raw, linear)]."""
+        out = []
+        while len(out) < MAX_INSNS:
+            linear = self._linear(cs, ip)
+            raw = self.read_linear(linear, 15)
+            insn = decode(raw, ip, 16)
+            length = insn.length if insn.ok else 1
+            if self._is_bios_callout(insn, linear):
+                length = 3                         # ud2 + the service byte
+            next_ip = (ip + length) & 0xFFFF
+            out.append((ip, next_ip, insn, raw, linear))
+            if self._ends(insn, linear):
+                break
+            ip = next_ip
+        return out
+
+    def _ends(self, insn, linear: int) -> bool:
+        """Does the unit end after this instruction?  (Mirrors what _one emits.)"""
+        if not insn.ok:
+            return True
+        if self._is_bios_callout(insn, linear):
+            return False
+        if insn.flow != Flow.NONE:
+            return True
+        sens = Sens(insn.sensitive)
+        return sens == Sens.IO or (sens == Sens.SYSREG and insn.mnemonic in MODE_CHANGING)
+
     def _translate(self, key, cs: int, ip: int) -> Unit:
+        plan = self._scan(cs, ip)
+        first_linear = plan[0][4]
+        guest_len = sum(((nxt - cur) & 0xFFFF) for cur, nxt, *_ in plan)
+        pages = sorted({lin >> 12 for *_, lin in plan} | {(lin + ((nxt - cur) & 0xFFFF) - 1) >> 12 for cur, nxt, _, _, lin in plan})
+        checked = any(self.is_checked(p) for p in pages)
         em = Emitter(self.tc.top)
-        insn_map: list[tuple[int, int]] = []
-        pages: set[int] = set()
         counter = -1
         if self.counters is not None:
             counter = self.counters.allocate()
@@ -115,33 +147,67 @@ class RealModeTranslator:
             # interrupt could write anyway)
             em.emit(b"\x9c" + b"\x2e\x83\x05" + _abs32(counter) + b"\x01"
                     + b"\x2e\x83\x15" + _abs32(counter + 4) + b"\x00" + b"\x9d")
-        start_ip = ip
-        n = 0
+        fixups = self._emit_check(em, first_linear, guest_len) if checked else []
+        insn_map: list[tuple[int, int]] = []
         ended = False
-        while n < MAX_INSNS and not ended:
-            linear = self._linear(cs, ip)
-            raw = self.read_linear(linear, 15)
-            insn = decode(raw, ip, 16)
-            pages.add(linear >> 12)
-            if insn.ok:
-                pages.add((linear + insn.length - 1) >> 12)
-            insn_map.append((em.here, ip))
-            n += 1
-            next_ip = (ip + (insn.length if insn.ok else 1)) & 0xFFFF
-            ended = self._one(em, cs, ip, next_ip, insn, raw, linear)
-            ip = next_ip
+        for cur, nxt, insn, raw, linear in plan:
+            insn_map.append((em.here, cur))
+            ended = self._one(em, cs, cur, nxt, insn, raw, linear)
+            assert ended == self._ends(insn, linear) or cur != plan[-1][0] or len(plan) == MAX_INSNS
         if not ended:
-            self._stub(em, cs, ip)                  # fall through into the next unit
+            self._stub(em, cs, plan[-1][1])         # fall through into the next unit
+        if fixups:
+            # The check's mismatch path: restore ECX, then the STALE callout.
+            stale = em.emit(b"\x2e\x8b\x0d" + _abs32(abi.SCRATCH_ECX))
+            self._callout(em, Kind.STALE, cs, plan[0][0], plan[0][0], None)
+            for at in fixups:
+                struct.pack_into("<i", em.code, at - em.start, stale - (at + 4))
         if len(em.code) > self.tc.room():
             raise TCFull()
-        unit = Unit(key=key, tc_start=em.start, tc_end=em.here, guest_len=(ip - start_ip) & 0xFFFF,
-                    pages=tuple(sorted(pages)), insn_map=insn_map, n_insns=n, counter=counter)
+        unit = Unit(key=key, tc_start=em.start, tc_end=em.here, guest_len=guest_len,
+                    pages=tuple(pages), insn_map=insn_map, n_insns=len(plan), counter=counter)
+        unit.checked = checked
         self.tc.write_fresh(em.start, bytes(em.code))
         self.tc.top = em.here
         self.tc.add(unit)
-        for page in unit.pages:
-            self.trace_page(page)
+        if not checked:
+            for page in unit.pages:
+                self.trace_page(page)
         return unit
+
+    def _emit_check(self, em: Emitter, linear: int, length: int) -> list[int]:
+        """Translation validation for units on pages that are not write-protected.
+
+        Compares the guest bytes with their values at translation time, four
+        at a time, without touching the guest's flags (mov + lea + jecxz);
+        returns the positions of the rel32 fields to point at the stale path."""
+        data = self.read_linear(linear, length)
+        fixups = []
+        em.emit(b"\x2e\x89\x0d" + _abs32(abi.SCRATCH_ECX))        # save ECX
+        chunks = []
+        if length >= 4:
+            chunks = [(off, 4) for off in range(0, length - 3, 4)]
+            if length % 4:
+                chunks.append((length - 4, 4))                    # overlapping tail
+        else:
+            chunks = [(0, 2)] if length >= 2 else []
+            if length % 2:
+                chunks.append((length - 1, 1))
+        for off, size in chunks:
+            value = int.from_bytes(data[off:off + size], "little")
+            load = {4: b"\x2e\x8b\x0d", 2: b"\x2e\x0f\xb7\x0d", 1: b"\x2e\x0f\xb6\x0d"}[size]
+            em.emit(load + _abs32(linear + off))                 # mov/movzx ecx, cs:[linear]
+            em.emit(b"\x8d\x89" + struct.pack("<I", (-value) & 0xFFFFFFFF))  # lea ecx, [ecx - value]
+            em.emit(b"\xe3\x05")                                 # jecxz next
+            fixups.append(em.emit(b"\xe9\0\0\0\0") + 1)           # jmp stale
+        em.emit(b"\x2e\x8b\x0d" + _abs32(abi.SCRATCH_ECX))        # restore ECX
+        return fixups
+
+    @staticmethod
+    def _is_bios_callout(insn, linear: int) -> bool:
+        """ud2 followed by a service byte, honoured only inside the BIOS ROM."""
+        return (insn.ok and insn.flow == Flow.UD and insn.opmap == 2 and insn.opcode == 0x0B
+                and 0xF0000 <= linear <= 0xFFFFD)
 
     def _callout(self, em: Emitter, kind: Kind, cs, ip, next_ip, insn, **extra) -> int:
         rec = Callout(kind=kind, cs=cs, ip=ip, next_ip=next_ip, insn=insn, **extra)
@@ -160,9 +226,8 @@ class RealModeTranslator:
             self._callout(em, Kind.UD, cs, ip, next_ip, insn)
             return True
         flow = Flow(insn.flow)
-        # The BIOS callout: ud2 + service byte, honoured only in the ROM.
-        if flow == Flow.UD and insn.opmap == 2 and insn.opcode == 0x0B and 0xF0000 <= linear <= 0xFFFFD:
-            self._callout(em, Kind.BIOS, cs, ip, (ip + 3) & 0xFFFF, insn, service=raw[2])
+        if self._is_bios_callout(insn, linear):
+            self._callout(em, Kind.BIOS, cs, ip, next_ip, insn, service=raw[2])
             return False
         if flow == Flow.JMP:
             self._stub(em, cs, insn.target & 0xFFFF)

@@ -36,6 +36,7 @@ class Unit:
     n_insns: int = 0              # guest instructions in the unit
     counter: int = -1             # offset of its execution counter in monitor data (-1: none)
     valid: bool = True
+    checked: bool = False         # validates its guest bytes on entry (page not write-protected)
 
     def guest_ip_at(self, tc_addr: int) -> int | None:
         """Guest IP of the instruction whose translation contains tc_addr."""
@@ -122,6 +123,13 @@ class TranslationCache:
             else:
                 return u
         return None
+
+    def invalidate_unit(self, unit: Unit) -> None:
+        if unit.valid:
+            unit.valid = False
+            if self.units.get(unit.key) is unit:
+                del self.units[unit.key]
+            self.stats.invalidated += 1
 
     def invalidate_page(self, page: int) -> list[Unit]:
         """Drop every unit translated from a guest physical page."""

@@ -55,7 +55,7 @@ class Machine:
     def __init__(self, memory_mb: int = 16, native: bool = True, count_instructions: bool = True):
         self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
         self.memory = PhysicalMemory(self.uc, memory_mb << 20)
-        self.mmu = SoftMMU(self.uc, self.memory, on_code_write=self._on_code_write)
+        self.mmu = SoftMMU(self.uc, self.memory, on_code_write=self._on_guest_code_write)
         self.cpu = (_native.Cpu if native else _native.PyCpu)(self.uc)
         self.cpu.install_hooks()
         self.vcpu = VirtualCPU()
@@ -66,11 +66,13 @@ class Machine:
         self.cpu.set_io_handlers(self.bus.read, self.bus.write)
         self.cpu.claim_ports(0x80, 1, "ignore")        # POST/delay port
         self.tc = TranslationCache(self.uc, self.memory)
+        self.checked_pages: set[int] = set()   # code pages validated at unit entry instead of write-protected
         self.callouts = CalloutTable()
         self.counters = CounterPool(self.memory.monitor) if count_instructions else None
         self.translator = RealModeTranslator(
             self.tc, self.callouts, self.guestmem.read, self.mmu.trace_page,
-            counters=self.counters, a20_mask=lambda: self.mmu.a20_mask)
+            counters=self.counters, a20_mask=lambda: self.mmu.a20_mask,
+            is_checked=self.checked_pages.__contains__)
         self.ops = RealModeOps(self)
         self.lookup = IndirectLookup(self.memory.monitor)
         self.pic = None                     # set by attach_pic()
@@ -79,6 +81,7 @@ class Machine:
         self.dirty_pages: set[int] = set()
         self.incoming: dict[int, list[tuple[int, int]]] = {}  # unit tc_start -> [(stub site, record index)]
         self.site_records: dict[int, int] = {}                # callout site -> record index
+        self.on_poll = None                 # callable run once per run-loop iteration (front ends)
         self.stop_reason: str | None = None
         self.exit_status: int | None = None
         self.eip = TC_LINEAR
@@ -195,6 +198,8 @@ class Machine:
                 return self._continue(regs, rec.target)
             if rec.kind == Kind.LOOKUP_MISS:
                 return self._lookup_miss(regs)
+            if rec.kind == Kind.STALE:
+                return self._stale(rec, regs)
             if rec.kind == Kind.BIOS:
                 next_ip = self.bios_callout(rec, regs)
             else:
@@ -235,6 +240,20 @@ class Machine:
             regs[EIP] = self._tc_address(self.vcpu.segs[CS].value, ip)
         self.cpu.write_gprs(regs)
         return True
+
+    def _stale(self, rec, regs) -> bool:
+        """A checked unit's guest bytes changed: drop it and translate them again."""
+        unit = self.tc.units.get(("real", rec.cs, rec.ip))
+        if unit is not None:
+            self._drop_unit(unit)
+        regs[EIP] = self._tc_address(rec.cs, rec.ip)
+        return self._continue(regs, rec.ip)
+
+    def _drop_unit(self, unit) -> None:
+        self.tc.invalidate_unit(unit)
+        self.lookup.drop_unit(unit.tc_start)
+        for site, index in self.incoming.pop(unit.tc_start, []):
+            self.tc.patch(site, bytes([abi.CALLOUT_OPCODE]) + index.to_bytes(4, "little"))
 
     def _lookup_miss(self, regs) -> bool:
         """ret / indirect branch whose (CS, IP) has no landing pad: make one."""
@@ -282,6 +301,13 @@ class Machine:
         self.cpu.write_gprs(regs)
         return True
 
+    def note_memory_written(self, addr: int, length: int) -> None:
+        """The monitor (BIOS) wrote guest RAM behind the CPU: drop code translated from it."""
+        for pfn in range(addr >> 12, (addr + max(length, 1) - 1 >> 12) + 1):
+            if pfn in self.mmu.traced:
+                self.mmu.traced.discard(pfn)
+                self._on_code_write(pfn)
+
     def _on_code_write(self, pfn: int) -> None:
         """Write trace: a page with translated code is about to be written (by the
         guest: the TLB fill refuses and the run ends before the write; by the
@@ -289,13 +315,20 @@ class Machine:
         self.dirty_pages.add(pfn)
         self.stats["traces_fired"] += 1
 
+    def _on_guest_code_write(self, pfn: int) -> None:
+        """The guest itself wrote a code page: from now on the page is not
+        write-protected; its units validate their bytes on entry (code and
+        data share pages in real-mode programs all the time)."""
+        self.checked_pages.add(pfn)
+        self._on_code_write(pfn)
+
     def _invalidate_dirty(self) -> None:
         pages, self.dirty_pages = self.dirty_pages, set()
         for pfn in pages:
             for unit in self.tc.invalidate_page(pfn):
-                self.lookup.drop_unit(unit.tc_start)
-                for site, index in self.incoming.pop(unit.tc_start, []):
-                    self.tc.patch(site, bytes([abi.CALLOUT_OPCODE]) + index.to_bytes(4, "little"))
+                unit.valid = True            # let _drop_unit do the bookkeeping once
+                self.tc.stats.invalidated -= 1
+                self._drop_unit(unit)
 
     # -- BIOS -------------------------------------------------------------------------------
 
@@ -329,6 +362,10 @@ class Machine:
         start = time.monotonic()
         epoch_ns = time.monotonic_ns() - self.clock.now_ns
         while self.stop_reason is None:
+            if self.on_poll is not None:
+                self.on_poll()
+                if self.stop_reason is not None:
+                    break
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 self.stop(f"timeout after {timeout_s:g} s")
                 break
@@ -390,6 +427,7 @@ class Machine:
             "lookup_misses": self.lookup.misses,
             "landing_pads": len(self.lookup.pads),
             "units_invalidated": tc.invalidated,
+            "checked_pages": len(self.checked_pages),
             "tlb_fills": self.mmu.fills,
             "traces_fired": self.stats["traces_fired"],
             "interrupts_delivered": self.stats["interrupts_delivered"],
