@@ -87,7 +87,7 @@ class RegisterFile:
             setattr(self, name, 0)
         self.eflags = FLAG_FIXED1
         for name, value in values.items():
-            if not hasattr(type(self), name):
+            if name not in self.__slots__ and not isinstance(getattr(type(self), name, None), property):
                 raise AttributeError(f"RegisterFile has no register {name!r}")
             setattr(self, name, value)
 

@@ -416,7 +416,7 @@ def _font(ctx) -> None:
             return
         r.es, r.bp = seg, off
         r.cx = rd16(ctx.mem, BDA_CHAR_HEIGHT) or CHAR_HEIGHT
-        r.dl = ctx.mem[0x484]
+        r.dl = ctx.mem[BDA_VIDEO_ROWS]
     elif fn in (0x04, 0x14, 0x03):
         pass                              # 8x16 ROM font / block select: what is shown already
     elif fn in (0x00, 0x10):
