@@ -38,6 +38,7 @@ except ImportError as exc:  # pragma: no cover - exercised on a broken install
     ) from exc
 
 Cpu = _cpu_ext.Cpu
+from _native.mmu import NativeMMU  # noqa: E402  (after the library check's import order)
 
 
 def binding_library_address() -> int:
@@ -80,6 +81,7 @@ def build_info() -> dict:
 __all__ = [
     "Cpu",
     "PyCpu",
+    "NativeMMU",
     "CalibrationError",
     "ContextLayout",
     "NativeBuildError",

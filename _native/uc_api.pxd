@@ -15,7 +15,18 @@ cdef extern from "unicorn/unicorn.h" nogil:
     uc_err UC_ERR_OK
     int UC_HOOK_INTR
     int UC_HOOK_INSN
+    int UC_HOOK_TLB_FILL
     int UC_PROT_ALL
+    int UC_PROT_READ
+    int UC_PROT_WRITE
+    int UC_PROT_EXEC
+    int UC_MEM_READ
+    int UC_MEM_WRITE
+    int UC_MEM_FETCH
+    ctypedef int uc_mem_type
+    ctypedef struct uc_tlb_entry:
+        uint64_t paddr
+        int perms
 
     unsigned int uc_version(unsigned int *major, unsigned int *minor)
     const char *uc_strerror(uc_err code)

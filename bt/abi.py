@@ -17,6 +17,11 @@ SEL_SLOT_BASE = 0x18      # + 8 * sreg index (ES CS SS DS FS GS): the guest's se
 SEL_CODE16 = 0x48         # 16-bit code, base 0 (world-switch stub)
 
 
+def slot_descriptor(sreg: int) -> int:
+    """Linear address of the shadow descriptor holding guest segment `sreg`."""
+    return GDT_LINEAR + slot_selector(sreg)
+
+
 def slot_selector(sreg: int) -> int:
     """Shadow selector holding guest segment register `sreg` (0=ES .. 5=GS).
 
@@ -33,6 +38,7 @@ SCRATCH_FS = VSTATE_LINEAR + 0x14  # u16: real FS saved while FS is borrowed
 CS_SLOT_SEL = VSTATE_LINEAR + 0x18  # u16: constant slot_selector(1), loaded into FS
 SCRATCH_EAX = VSTATE_LINEAR + 0x20  # u32: guest EAX while an indirect lookup uses EAX
 SCRATCH_ECX = VSTATE_LINEAR + 0x24  # u32: guest ECX while a landing pad uses ECX
+SLOT_SELS = VSTATE_LINEAR + 0x30    # 6 x u16 constants: slot_selector(sreg), for inline reloads
 
 # Indirect-branch lookup: one u32 per 16-bit guest IP, the TC address of a
 # landing pad for that IP (which checks the guest CS) or of the miss callout.

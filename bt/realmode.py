@@ -261,6 +261,8 @@ class RealModeTranslator:
         sens = Sens(insn.sensitive)
         if sens == Sens.SEG_READ:
             return self._seg_read(em, cs, ip, next_ip, insn)
+        if sens == Sens.SEG_LOAD and self._inline_seg_load(em, insn, raw):
+            return False
         if sens in SENS_CALLOUT:
             kind = SENS_CALLOUT[sens]
             self._callout(em, kind, cs, ip, next_ip, insn)
@@ -301,6 +303,51 @@ class RealModeTranslator:
         if insn.flow == Flow.CALL_IND:
             em.emit(b"\x66\x68" + struct.pack("<H", next_ip))   # push word next_ip
         em.emit(lookup_jump())
+        return True
+
+    def _inline_seg_load(self, em, insn, raw) -> bool:
+        """mov sreg, r/m16 and pop sreg without leaving the TC.
+
+        Real-mode semantics: the value goes to the virtual segment register,
+        base = value * 16 into the shadow slot (the hidden limit stays, as on
+        hardware), then the real register is reloaded from that slot.  EAX is
+        the scratch register; no guest flag is touched (lea, bswap, mov)."""
+        op, opmap = insn.opcode, insn.opmap
+        pops = {(1, 0x07): 0, (1, 0x17): 2, (1, 0x1F): 3, (2, 0xA1): 4, (2, 0xA9): 5}
+        if opmap == 1 and op == 0x8E:
+            sreg = insn.reg
+            if sreg in (1,) or sreg > 5:
+                return False                                   # mov cs / invalid: callout (#UD)
+            if insn.mod == 3:
+                fetch = b"\x66\x8b" + bytes([0xC0 | insn.rm])  # mov ax, r16
+            else:
+                np = insn.nprefixes
+                body = bytearray(raw[np:insn.length])
+                body[0] = 0x8B
+                body[1] &= 0xC7                                 # mov ax, m16 (same operand)
+                fake = bytes(raw[:np]) + bytes(body)
+                fetch = self._ident(insn, fake)
+                if insn.eff_opsize != 16:
+                    return False
+        elif (opmap, op) in pops:
+            sreg = pops[(opmap, op)]
+            if insn.eff_opsize != 16:
+                return False                                   # 32-bit pop sreg: callout
+            fetch = b"\x66\x58"                                 # pop ax
+        else:
+            return False                                       # lds/les/lss/lfs/lgs: callout
+        desc = abi.slot_descriptor(sreg)
+        em.emit(b"\x2e\xa3" + _abs32(abi.SCRATCH_EAX))            # mov cs:[SCRATCH_EAX], eax
+        em.emit(fetch)
+        em.emit(b"\x2e\x66\xa3" + _abs32(abi.VSEG + 2 * sreg))    # mov cs:[VSEG+2s], ax
+        em.emit(b"\x0f\xb7\xc0")                                  # movzx eax, ax
+        em.emit(b"\x8d\x04\xc5\0\0\0\0")                         # lea eax, [eax*8]
+        em.emit(b"\x8d\x04\x00")                                  # lea eax, [eax+eax]
+        em.emit(b"\x2e\x66\xa3" + _abs32(desc + 2))               # base 15:0
+        em.emit(b"\x0f\xc8")                                       # bswap eax: base 23:16 -> AH
+        em.emit(b"\x2e\x88\x25" + _abs32(desc + 4))               # mov cs:[desc+4], ah
+        em.emit(b"\x2e\x8e" + bytes([0x05 | sreg << 3]) + _abs32(abi.SLOT_SELS + 2 * sreg))  # reload sreg
+        em.emit(b"\x2e\xa1" + _abs32(abi.SCRATCH_EAX))            # mov eax, cs:[SCRATCH_EAX]
         return True
 
     # -- instruction rewriting ------------------------------------------------------

@@ -21,6 +21,9 @@ class GuestMemory:
         return linear & self.mmu.a20_mask
 
     def read(self, linear: int, size: int) -> bytes:
+        p = linear & self.mmu.a20_mask
+        if p + size <= self.size and (p + size - 1) & self.mmu.a20_mask == p + size - 1:
+            return bytes(self.ram[p:p + size])           # the common case: no wrap, all RAM
         out = bytearray()
         for i in range(size):
             p = self.phys(linear + i)
@@ -36,8 +39,8 @@ class GuestMemory:
             pfn = p >> 12
             if pfn != last:
                 last = pfn
-                if pfn in self.mmu.traced:
-                    self.mmu.traced.discard(pfn)
+                if self.mmu.is_traced(pfn):
+                    self.mmu.untrace(pfn)
                     self.on_code_write(pfn)
             self.ram[p] = b
 

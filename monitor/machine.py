@@ -55,7 +55,8 @@ class Machine:
     def __init__(self, memory_mb: int = 16, native: bool = True, count_instructions: bool = True):
         self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
         self.memory = PhysicalMemory(self.uc, memory_mb << 20)
-        self.mmu = SoftMMU(self.uc, self.memory, on_code_write=self._on_guest_code_write)
+        mmu_class = _native.NativeMMU if native else SoftMMU
+        self.mmu = mmu_class(self.uc, self.memory, on_code_write=self._on_guest_code_write)
         self.cpu = (_native.Cpu if native else _native.PyCpu)(self.uc)
         self.cpu.install_hooks()
         self.vcpu = VirtualCPU()
@@ -120,7 +121,7 @@ class Machine:
 
     def load_seg(self, sreg: int, value: int, reload: bool = True) -> None:
         """A real-mode segment load: value, base = value*16; the hidden limit stays."""
-        seg = self.vcpu.segs[sreg]
+        seg = self.vcpu.segs[sreg]                 # holds the hidden limit; value/base live in monitor data
         seg.value, seg.base = value & 0xFFFF, (value & 0xFFFF) << 4
         sel = abi.slot_selector(sreg)
         off = abi.GDT_LINEAR - MONITOR_LINEAR + sel
@@ -128,6 +129,10 @@ class Machine:
         self.mirror.seg(sreg, seg.value)
         if reload and sreg != CS:
             self.uc.reg_write(REAL_SEG_REGS[sreg], sel)
+
+    def seg_value(self, sreg: int) -> int:
+        """A guest segment register (translated code may have loaded it inline)."""
+        return self.mirror.read_seg(sreg)
 
     def set_vif(self, on: bool) -> None:
         self.vcpu.vif = on
@@ -304,8 +309,8 @@ class Machine:
     def note_memory_written(self, addr: int, length: int) -> None:
         """The monitor (BIOS) wrote guest RAM behind the CPU: drop code translated from it."""
         for pfn in range(addr >> 12, (addr + max(length, 1) - 1 >> 12) + 1):
-            if pfn in self.mmu.traced:
-                self.mmu.traced.discard(pfn)
+            if self.mmu.is_traced(pfn):
+                self.mmu.untrace(pfn)
                 self._on_code_write(pfn)
 
     def _on_code_write(self, pfn: int) -> None:

@@ -72,7 +72,6 @@ class SoftMMU:
         self.fills += 1
         result = self.translate(vaddr & 0xFFFFF000, access)
         if result is None:
-            self.trace_exit = True
             return False
         paddr, perms = result
         entry.paddr = paddr
@@ -98,6 +97,7 @@ class SoftMMU:
                 self.traced.discard(pfn)
                 if self.on_code_write is not None:
                     self.on_code_write(pfn)
+                self.trace_exit = True
                 return None
             return phys, RX
         return phys, RWX
@@ -113,6 +113,17 @@ class SoftMMU:
     @property
     def a20(self) -> bool:
         return self.a20_mask == A20_ON
+
+    native = False
+
+    def is_traced(self, pfn: int) -> bool:
+        return pfn in self.traced
+
+    def untrace(self, pfn: int) -> None:
+        self.traced.discard(pfn)
+
+    def traced_pages(self) -> set[int]:
+        return set(self.traced)
 
     def trace_page(self, pfn: int) -> None:
         """Write-protect a guest physical page that now holds translated code."""

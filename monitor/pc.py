@@ -132,7 +132,7 @@ class PC:
         r.eflags = (regs[EFLAGS] & ~FLAG_IF) | (FLAG_IF if machine.vcpu.vif else 0)
         r.eip = rec.next_ip
         for i, name in enumerate(SEG_NAMES):
-            setattr(r, name, machine.vcpu.segs[i].value)
+            setattr(r, name, machine.seg_value(i))
         self.ctx.key_wait = False
         self.bios_calls += 1
         try:
@@ -145,7 +145,7 @@ class PC:
         machine.set_vif(bool(r.eflags & FLAG_IF))
         for i, name in enumerate(SEG_NAMES):
             value = getattr(r, name) & 0xFFFF
-            if i != CS and value != machine.vcpu.segs[i].value:
+            if i != CS and value != machine.seg_value(i):
                 machine.load_seg(i, value)
         new_cs, new_ip = r.cs & 0xFFFF, r.ip & 0xFFFF
         if self.ctx.key_wait and (new_cs, new_ip) == (rec.cs, rec.ip):

@@ -39,7 +39,7 @@ class RealModeOps:
     # -- helpers ------------------------------------------------------------------
 
     def seg_base(self, sreg: int) -> int:
-        return self.vcpu.segs[sreg].base
+        return self.m.mirror.read_base(sreg)
 
     def ea(self, regs, insn) -> int:
         """Linear address of an instruction's memory operand (16- or 32-bit addressing)."""
@@ -107,7 +107,7 @@ class RealModeOps:
     def deliver(self, regs, vector: int, return_ip: int) -> int:
         """Real-mode interrupt: push FLAGS, CS, IP; IF=TF=0; continue at IVT[vector]."""
         self.push16(regs, self.flags_image(regs))
-        self.push16(regs, self.vcpu.segs[CS].value)
+        self.push16(regs, self.m.seg_value(CS))
         self.push16(regs, return_ip)
         regs[EFLAGS] &= ~(TF_BIT | 0x40000)       # TF and AC
         self.m.set_vif(False)
@@ -169,7 +169,7 @@ class RealModeOps:
                 ip = self.mem.read16(lin) if size == 16 else self.mem.read32(lin)
                 cs = self.mem.read16(lin + size // 8)
             if kind == Kind.CALLF:
-                self.push(regs, self.vcpu.segs[CS].value, size)
+                self.push(regs, self.m.seg_value(CS), size)
                 self.push(regs, rec.next_ip, size)
             self.m.load_seg(CS, cs)
             return ip & 0xFFFF
@@ -178,10 +178,10 @@ class RealModeOps:
         if kind == Kind.SEG_READ:
             sreg = insn.reg
             if insn.opcode == 0x8C:
-                self.mem.write16(self.ea(regs, insn), self.vcpu.segs[sreg].value)
+                self.mem.write16(self.ea(regs, insn), self.m.seg_value(sreg))
             else:                                              # 32-bit push sreg
                 push_sreg = {0x06: ES, 0x0E: CS, 0x16: SS, 0x1E: DS, 0xA0: FS, 0xA8: GS}
-                self.push(regs, self.vcpu.segs[push_sreg[insn.opcode]].value, 32)
+                self.push(regs, self.m.seg_value(push_sreg[insn.opcode]), 32)
             return None
         if kind == Kind.FLAGS:
             return self.flags(rec, regs, insn)

@@ -59,3 +59,15 @@ class VirtualStateMirror:
 
     def constants(self) -> None:
         struct.pack_into("<H", self.view, self._off(abi.CS_SLOT_SEL), abi.slot_selector(CS))
+        for sreg in range(6):
+            struct.pack_into("<H", self.view, self._off(abi.SLOT_SELS) + 2 * sreg, abi.slot_selector(sreg))
+
+    def read_seg(self, sreg: int) -> int:
+        """The guest's segment value as translated code last left it."""
+        return struct.unpack_from("<H", self.view, self._off(abi.VSEG) + 2 * sreg)[0]
+
+    def read_base(self, sreg: int) -> int:
+        """The base in the shadow slot (what the real CPU uses for `sreg`)."""
+        off = self._off(abi.slot_descriptor(sreg))
+        d = self.view[off:off + 8]
+        return d[2] | d[3] << 8 | d[4] << 16 | d[7] << 24
