@@ -2,7 +2,7 @@
 
 Subcommands:
   info    what this installation is: versions, the extension, calibrated offsets
-  run     boot a guest (not implemented yet)
+  run     boot a guest from a floppy or hard-disk image
   fuzz    translator-versus-interpreter equivalence campaign (not implemented yet)
   bench   benchmarks against bare Unicorn and QEMU (not implemented yet)
 
@@ -19,6 +19,7 @@ import sys
 from monitor.version import __version__
 
 EXIT_NOT_IMPLEMENTED = 3
+QUIT_HELP = "Ctrl-]"
 
 DESCRIPTION = """\
 hybrid86: a VMware-style hybrid x86 monitor on Unicorn. Guest ring-3 and
@@ -29,14 +30,13 @@ EPILOG = """\
 examples:
   hybrid86 info                  versions, extension build, calibrated offsets
   hybrid86 info --json           the same as JSON
+  hybrid86 run --fda freedos.img boot FreeDOS in this terminal (Ctrl-] quits)
   hybrid86 run --help            options for booting a guest
 
 Documentation: docs/ in the source tree (start with docs/architecture.md)."""
 
 # What each unimplemented subcommand is waiting for, in the project's issues.
 PENDING = {
-    "run": "booting guests arrives with real mode and the BIOS (issue 3: FreeDOS) "
-           "and protected mode (issues 4 and 5)",
     "fuzz": "the equivalence fuzzer needs the binary translator (issue 6)",
     "bench": "benchmarks need a bootable guest (issues 3 to 5)",
 }
@@ -64,8 +64,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--json", action="store_true", help="print the same facts as JSON")
 
+    run = sub.add_parser(
+        "run",
+        help="boot a guest from a floppy or hard-disk image",
+        description="Boot a PC guest. Everything it executes, from the BIOS's reset vector "
+                    "on, runs through hybrid86's binary translator (real mode). Interactive by "
+                    "default: the VGA text screen in this terminal, your keys on its keyboard, "
+                    f"{QUIT_HELP} to quit.",
+        epilog="exit status: the value the guest writes to port 0xF4; 0 when --expect "
+               "matched or you quit; 124 on --timeout; 1 when the machine stopped for another "
+               "reason; 2 for bad input.\n\nexample:\n  hybrid86 run --fda freedos.img\n"
+               "  hybrid86 run --fda freedos.img --headless --keys 'dir\\r' --expect 'bytes free' "
+               "--screen-dump screen.txt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--fda", metavar="IMG", help="floppy image for drive A: (raw, 160 KiB to 2.88 MiB)")
+    run.add_argument("--hda", metavar="IMG", help="raw hard-disk image for drive C:")
+    run.add_argument("--memory", metavar="MB", type=int, default=16, help="guest memory in MiB (default 16)")
+    run.add_argument("--boot", choices=("a", "c"), help="boot drive (default: a with --fda, else c)")
+    run.add_argument("--writable", action="store_true",
+                     help="write guest disk writes to the image files (default: kept in memory, discarded)")
+    run.add_argument("--headless", action="store_true", help="no screen or keyboard; use --expect/--timeout/--keys")
+    run.add_argument("--expect", metavar="TEXT",
+                     help="stop with status 0 as soon as TEXT appears on the screen, the serial port or the 0xE9 console")
+    run.add_argument("--timeout", metavar="SECONDS", type=float, help="stop with status 124 after this long")
+    run.add_argument("--keys", metavar="TEXT",
+                     help="type TEXT on the keyboard once the guest waits for input (\\r is Enter)")
+    run.add_argument("--screen-dump", metavar="FILE", help="write the text screen to FILE at exit")
+    run.add_argument("--debugcon", metavar="stdio|file:PATH|none", default="none",
+                     help="where bytes written to port 0xE9 go (default none)")
+    run.add_argument("--serial", metavar="stdio|file:PATH|none", default="none",
+                     help="where COM1 output goes (default none)")
+    run.add_argument("--stats", metavar="json:FILE", nargs="?", const="-",
+                     help="print statistics at exit (to stderr), or write them as JSON to FILE")
+
     for name, text in (
-        ("run", "boot a guest image (not implemented yet)"),
         ("fuzz", "run a translator-versus-interpreter equivalence campaign (not implemented yet)"),
         ("bench", "run a benchmark against bare Unicorn and QEMU (not implemented yet)"),
     ):
@@ -94,6 +127,26 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from monitor.runner import RunError, Runner, write_statistics
+
+    try:
+        runner = Runner(args)
+        result = runner.run()
+    except RunError as exc:
+        print(f"hybrid86 run: {exc}", file=sys.stderr)
+        return 2
+    if result.status != 0 or args.headless:
+        print(f"hybrid86: {result.reason}", file=sys.stderr)
+    if args.stats:
+        try:
+            write_statistics(result.statistics, args.stats)
+        except (RunError, OSError) as exc:
+            print(f"hybrid86 run: {exc}", file=sys.stderr)
+            return 2
+    return result.status
+
+
 def cmd_pending(name: str) -> int:
     print(f"hybrid86 {name}: not implemented yet - {PENDING[name]}.", file=sys.stderr)
     return EXIT_NOT_IMPLEMENTED
@@ -107,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "run":
+        return cmd_run(args)
     if args.command == "info":
         try:
             return cmd_info(args)
