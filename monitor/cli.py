@@ -38,7 +38,6 @@ Documentation: docs/ in the source tree (start with docs/architecture.md)."""
 # What each unimplemented subcommand is waiting for, in the project's issues.
 PENDING = {
     "fuzz": "the equivalence fuzzer needs the binary translator (issue 6)",
-    "bench": "benchmarks need a bootable guest (issues 3 to 5)",
 }
 
 
@@ -98,9 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stats", metavar="json:FILE", nargs="?", const="-",
                      help="print statistics at exit (to stderr), or write them as JSON to FILE")
 
+    bench = sub.add_parser(
+        "bench",
+        help="run a benchmark and print its figures (against QEMU where installed)",
+        description="Benchmarks print figures; they never pass or fail.\n\n"
+                    "  boot-dos   FreeDOS boot floppy to its marker (MARKER.COM run from\n"
+                    "             AUTOEXEC.BAT), whole process, hybrid86 vs qemu-system-i386\n"
+                    "  modes      (not implemented yet: arrives with protected mode)\n"
+                    "  boot-linux (not implemented yet: arrives with Linux)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument("name", choices=("boot-dos", "modes", "boot-linux"), help="which benchmark")
+    bench.add_argument("--image", metavar="IMG", help="FreeDOS boot floppy (default ../shared/guests/freedos/freedos-boot-1440k.img)")
+    bench.add_argument("--runs", type=int, default=5, help="runs per system; the median is reported (default 5)")
+    bench.add_argument("--qemu", metavar="PATH", help="qemu-system-i386 to compare with (default: from PATH)")
+    bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+
     for name, text in (
         ("fuzz", "run a translator-versus-interpreter equivalence campaign (not implemented yet)"),
-        ("bench", "run a benchmark against bare Unicorn and QEMU (not implemented yet)"),
     ):
         sub.add_parser(name, help=text, description=f"{text}: {PENDING[name]}.")
     return parser
@@ -147,6 +161,28 @@ def cmd_run(args) -> int:
     return result.status
 
 
+def cmd_bench(args) -> int:
+    from monitor import bench
+
+    if args.name != "boot-dos":
+        print(f"hybrid86 bench {args.name}: not implemented yet - it arrives with "
+              f"{'protected mode (issue 4)' if args.name == 'modes' else 'Linux (issue 5)'}.", file=sys.stderr)
+        return EXIT_NOT_IMPLEMENTED
+    if args.runs < 1:
+        print("hybrid86 bench: --runs must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        result = bench.boot_dos(args.image, args.runs, args.qemu, progress=lambda m: print(m, file=sys.stderr))
+    except bench.BenchError as exc:
+        print(f"hybrid86 bench boot-dos: {exc}", file=sys.stderr)
+        return 2
+    print(bench.format_boot_dos(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
 def cmd_pending(name: str) -> int:
     print(f"hybrid86 {name}: not implemented yet - {PENDING[name]}.", file=sys.stderr)
     return EXIT_NOT_IMPLEMENTED
@@ -162,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "run":
         return cmd_run(args)
+    if args.command == "bench":
+        return cmd_bench(args)
     if args.command == "info":
         try:
             return cmd_info(args)

@@ -46,9 +46,9 @@ def test_info_prints_versions_and_the_calibrated_offsets():
     assert text.returncode == 0 and f"old_exception     {facts['context_layout']['old_exception']}" in text.stdout
 
 
-@pytest.mark.parametrize("name", ["fuzz", "bench"])
-def test_unimplemented_subcommands_say_so_and_fail(name):
-    res = hybrid86(name, "--anything")
+@pytest.mark.parametrize("args", [["fuzz", "--anything"], ["bench", "modes"], ["bench", "boot-linux"]])
+def test_unimplemented_subcommands_say_so_and_fail(args):
+    res = hybrid86(*args)
     assert res.returncode == 3
     assert "not implemented yet" in res.stderr and res.stdout == ""
 

@@ -91,3 +91,14 @@ def test_no_guest_instruction_runs_from_its_own_address(marker_image):
 def test_timeout_exits_non_zero_with_a_reason():
     res = hybrid86("run", "--fda", guest_image(FREEDOS), "--headless", "--timeout", "0.5")
     assert res.returncode == 124 and "timeout" in res.stderr
+
+
+def test_bench_boot_dos_prints_figures(tmp_path):
+    out = tmp_path / "bench.json"
+    res = hybrid86("bench", "boot-dos", "--image", guest_image(FREEDOS), "--runs", "1", "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "hybrid86" in res.stdout and " s" in res.stdout
+    figures = json.loads(out.read_text())
+    assert figures["hybrid86_s"] > 0 and figures["runs"] == 1
+    if shutil.which("qemu-system-i386"):
+        assert figures["qemu_s"] > 0 and "ratio" in res.stdout
