@@ -33,7 +33,6 @@ def slot_selector(sreg: int) -> int:
 # Virtual state read by translated code (at VSTATE_LINEAR).
 VSTATE_LINEAR = DATA_LINEAR + 0x1000
 VSEG = VSTATE_LINEAR + 0x00       # 6 x u16: guest segment values ES CS SS DS FS GS
-VIF = VSTATE_LINEAR + 0x10        # u8: the guest's virtual IF
 SCRATCH_FS = VSTATE_LINEAR + 0x14  # u16: real FS saved while FS is borrowed
 CS_SLOT_SEL = VSTATE_LINEAR + 0x18  # u16: constant slot_selector(1), loaded into FS
 SCRATCH_EAX = VSTATE_LINEAR + 0x20  # u32: guest EAX while an indirect lookup uses EAX

@@ -15,7 +15,6 @@ class Kind(IntEnum):
     CHAIN = 0         # continuation stub: translate the target, patch the stub
     SEG_LOAD = 1      # mov sreg / pop sreg / lds les lfs lgs lss
     SEG_READ = 2      # segment read with a memory destination
-    FLAGS = 3         # pushf popf cli sti
     RET = 4           # ret / ret imm16
     RETF = 5          # retf / retf imm16
     IRET = 6

@@ -39,10 +39,25 @@ FLOW_CALLOUT = {
     Flow.HLT: Kind.HLT, Flow.UD: Kind.UD, Flow.SYS: Kind.UD,
 }
 SENS_CALLOUT = {
-    Sens.SEG_LOAD: Kind.SEG_LOAD, Sens.FLAGS: Kind.FLAGS, Sens.SYSREG: Kind.SYSREG,
+    Sens.SEG_LOAD: Kind.SEG_LOAD, Sens.SYSREG: Kind.SYSREG,
     Sens.CPUID: Kind.CPUID, Sens.MSR: Kind.MSR, Sens.HLT: Kind.HLT,
     Sens.INT: Kind.INT, Sens.IRET: Kind.IRET, Sens.RDPMC: Kind.UD,
 }
+# lds/les/lss/lfs/lgs: (opcode map, opcode) -> segment register loaded.
+FAR_POINTER_LOADS = {(1, 0xC5): 3, (1, 0xC4): 0, (2, 0xB2): 2, (2, 0xB4): 4, (2, 0xB5): 5}
+
+
+class _Reencoded:
+    """The facts _ident needs about an instruction rebuilt from another one."""
+
+    def __init__(self, insn, length: int):
+        self.nprefixes = insn.nprefixes
+        self.length = length
+        self.segment = insn.segment
+        self.eff_opsize = 16
+        self.addrsize = insn.addrsize
+
+
 # SYSREG instructions after which the unit ends (they may change the mode).
 MODE_CHANGING = {"lmsw", "mov"}
 
@@ -260,8 +275,13 @@ class RealModeTranslator:
             return True
         sens = Sens(insn.sensitive)
         if sens == Sens.SEG_READ:
-            return self._seg_read(em, cs, ip, next_ip, insn)
+            return self._seg_read(em, cs, ip, next_ip, insn, raw)
         if sens == Sens.SEG_LOAD and self._inline_seg_load(em, insn, raw):
+            return False
+        if sens == Sens.FLAGS:
+            # cli sti pushf popf: the guest's IF is the real CPU's IF in BT
+            # (Unicorn delivers no interrupts itself), so these are plain copies.
+            em.emit(self._ident(insn, raw))
             return False
         if sens in SENS_CALLOUT:
             kind = SENS_CALLOUT[sens]
@@ -285,9 +305,10 @@ class RealModeTranslator:
         if insn.eff_opsize != 16:
             return False
         if insn.flow == Flow.RET:
-            if insn.opcode != 0xC3:
-                return False                       # ret imm16: callout
             em.emit(save_eax() + b"\x66\x58")       # save EAX; pop ax
+            if insn.opcode == 0xC2:
+                # ret imm16: SP += imm16 with 16-bit wrap and no flags: lea sp, [esp+imm]
+                em.emit(b"\x66\x8d\xa4\x24" + struct.pack("<I", insn.imm & 0xFFFF))
             em.emit(lookup_jump())
             return True
         # jmp/call r/m16: mov ax, r/m16 (same operand, reg field 0), then as ret.
@@ -334,8 +355,16 @@ class RealModeTranslator:
             if insn.eff_opsize != 16:
                 return False                                   # 32-bit pop sreg: callout
             fetch = b"\x66\x58"                                 # pop ax
+        elif (opmap, op) in FAR_POINTER_LOADS:
+            return self._inline_far_pointer_load(em, insn, raw, FAR_POINTER_LOADS[(opmap, op)])
         else:
-            return False                                       # lds/les/lss/lfs/lgs: callout
+            return False
+        self._emit_slot_update(em, fetch, sreg)
+        return True
+
+    def _emit_slot_update(self, em, fetch: bytes, sreg: int, reload: bool = True) -> None:
+        """Save EAX, run `fetch` (leaves the new value in AX), then update the
+        virtual register and the slot's base, reload, restore EAX."""
         desc = abi.slot_descriptor(sreg)
         em.emit(b"\x2e\xa3" + _abs32(abi.SCRATCH_EAX))            # mov cs:[SCRATCH_EAX], eax
         em.emit(fetch)
@@ -346,9 +375,51 @@ class RealModeTranslator:
         em.emit(b"\x2e\x66\xa3" + _abs32(desc + 2))               # base 15:0
         em.emit(b"\x0f\xc8")                                       # bswap eax: base 23:16 -> AH
         em.emit(b"\x2e\x88\x25" + _abs32(desc + 4))               # mov cs:[desc+4], ah
-        em.emit(b"\x2e\x8e" + bytes([0x05 | sreg << 3]) + _abs32(abi.SLOT_SELS + 2 * sreg))  # reload sreg
+        if reload:
+            em.emit(self._reload(sreg))
         em.emit(b"\x2e\xa1" + _abs32(abi.SCRATCH_EAX))            # mov eax, cs:[SCRATCH_EAX]
+
+    @staticmethod
+    def _reload(sreg: int) -> bytes:
+        """mov sreg, cs:[SLOT_SELS+2s]: the real register takes the slot again."""
+        return b"\x2e\x8e" + bytes([0x05 | sreg << 3]) + _abs32(abi.SLOT_SELS + 2 * sreg)
+
+    def _inline_far_pointer_load(self, em, insn, raw, sreg: int) -> bool:
+        """lds/les/lss/lfs/lgs r16, m16:16 in the TC.
+
+        1. read the segment word (at disp+2) through the *old* segments into AX,
+           update the virtual register and the slot (not reloaded yet);
+        2. load the offset word into the target register (still old segments,
+           so `lds si, [si]` reads both halves from the same address);
+        3. restore EAX, reload the real segment register."""
+        if insn.eff_opsize != 16 or insn.mod == 3 or insn.reg == 0:
+            return False                      # 32-bit forms, invalid reg form, or AX as target
+        seg_word = self._mem_operand(insn, raw, opcode=b"\x8b", reg=0, extra_disp=2)
+        offset = self._mem_operand(insn, raw, opcode=b"\x8b", reg=insn.reg, extra_disp=0)
+        if seg_word is None or offset is None:
+            return False
+        self._emit_slot_update(em, seg_word, sreg, reload=False)
+        em.emit(offset)
+        em.emit(self._reload(sreg))
         return True
+
+    def _mem_operand(self, insn, raw, opcode: bytes, reg: int, extra_disp: int) -> bytes | None:
+        """Re-encode insn's 16-bit memory operand as `opcode /reg` with the
+        displacement moved by extra_disp (16-bit wrap, as the guest's EA wraps),
+        keeping its prefixes (a cs: override still borrows FS)."""
+        if insn.addrsize != 16:
+            return None
+        np = insn.nprefixes
+        mod, rm = insn.mod, insn.rm
+        disp = insn.mem.disp if insn.mem is not None else 0
+        if mod == 0 and rm == 6:
+            modrm, dbytes = (0 << 6) | (reg << 3) | 6, struct.pack("<H", (disp + extra_disp) & 0xFFFF)
+        elif extra_disp == 0 and mod == 0:
+            modrm, dbytes = (reg << 3) | rm, b""
+        else:
+            modrm, dbytes = (2 << 6) | (reg << 3) | rm, struct.pack("<H", (disp + extra_disp) & 0xFFFF)
+        fake = bytes(raw[:np]) + opcode + bytes([modrm]) + dbytes
+        return self._ident(_Reencoded(insn, len(fake)), fake)
 
     # -- instruction rewriting ------------------------------------------------------
 
@@ -371,7 +442,7 @@ class RealModeTranslator:
                    + out + b"\x2e\x8e\x25" + _abs32(abi.SCRATCH_FS))
         return out
 
-    def _seg_read(self, em, cs, ip, next_ip, insn) -> bool:
+    def _seg_read(self, em, cs, ip, next_ip, insn, raw) -> bool:
         op = insn.opcode
         if op == 0x8C and insn.mod == 3:                  # mov r16/r32, sreg
             sreg, reg = insn.reg, insn.rm
@@ -398,5 +469,19 @@ class RealModeTranslator:
                 return False
             # A 32-bit push of a segment register writes 16 bits into a 4-byte slot:
             # rare in real mode, left to the callout.
+        if op == 0x8C and insn.reg <= 5 and insn.eff_opsize == 16:   # mov m16, sreg
+            if insn.reg == 1:                                      # CS is known: mov word [m], imm16
+                store = self._mem_operand(insn, bytes(raw), opcode=b"\xc7", reg=0, extra_disp=0)
+                if store is not None:
+                    em.emit(store + struct.pack("<H", cs))
+                    return False
+            else:
+                store = self._mem_operand(insn, bytes(raw), opcode=b"\x89", reg=0, extra_disp=0)
+                if store is not None:
+                    em.emit(b"\x2e\xa3" + _abs32(abi.SCRATCH_EAX)                    # save EAX
+                            + b"\x2e\x66\xa1" + _abs32(abi.VSEG + 2 * insn.reg)     # mov ax, cs:[VSEG+2s]
+                            + store                                                   # mov [m], ax
+                            + b"\x2e\xa1" + _abs32(abi.SCRATCH_EAX))                # restore EAX
+                    return False
         self._callout(em, Kind.SEG_READ, cs, ip, next_ip, insn)
         return False

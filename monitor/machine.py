@@ -134,9 +134,11 @@ class Machine:
         """A guest segment register (translated code may have loaded it inline)."""
         return self.mirror.read_seg(sreg)
 
-    def set_vif(self, on: bool) -> None:
-        self.vcpu.vif = on
-        self.mirror.vif(on)
+    def guest_if(self) -> bool:
+        """The guest's EFLAGS.IF.  In BT it is the real CPU's own IF: Unicorn
+        delivers no interrupts by itself, so the real IF has no other effect,
+        and cli/sti/pushf/popf run as plain copies (docs/real-mode-bt.md)."""
+        return bool(self.cpu.read_gprs()[EFLAGS] & 0x200)
 
     def cpuid(self, regs) -> None:
         from monitor.cpuid import cpuid
@@ -152,8 +154,7 @@ class Machine:
         gprs = self.cpu.read_gprs()
         for i, name in enumerate(("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")):
             gprs[i] = (regs or {}).get(name, 0)
-        gprs[EFLAGS] = 0x2
-        self.set_vif(bool((regs or {}).get("if", False)))
+        gprs[EFLAGS] = 0x2 | (0x200 if (regs or {}).get("if", False) else 0)
         self.eip = self._tc_address(cs, ip)
         gprs[EIP] = self.eip
         self.cpu.write_gprs(gprs)
@@ -239,7 +240,7 @@ class Machine:
             self._invalidate_dirty()
             if guest_ip is not None:
                 regs[EIP] = self._tc_address(self.vcpu.segs[CS].value, guest_ip)
-        if guest_ip is not None and self.vcpu.vif and self.pic is not None and self.pic.has_interrupt():
+        if guest_ip is not None and regs[EFLAGS] & 0x200 and self.pic is not None and self.pic.has_interrupt():
             vector = self.pic.acknowledge()
             ip = self.ops.deliver(regs, vector, guest_ip)
             regs[EIP] = self._tc_address(self.vcpu.segs[CS].value, ip)
@@ -376,12 +377,12 @@ class Machine:
                 break
             now = time.monotonic_ns() - epoch_ns
             if self.vcpu.halted:
-                if self.vcpu.vif and self.pic is not None and self.pic.has_interrupt():
+                if self.guest_if() and self.pic is not None and self.pic.has_interrupt():
                     self._wake_with_interrupt()
                     continue
                 deadline = self.clock.next_deadline()
                 if deadline is None:
-                    if not self.vcpu.vif:
+                    if not self.guest_if():
                         self.stop("the guest halted with interrupts disabled")
                         break
                     deadline = now + SLICE_NS
@@ -401,7 +402,7 @@ class Machine:
             self.clock.advance_to(max(self.clock.now_ns, time.monotonic_ns() - epoch_ns))
             if self.dirty_pages:
                 self._invalidate_dirty()
-            if not self.vcpu.halted and self.vcpu.vif and self.pic is not None and self.pic.has_interrupt():
+            if not self.vcpu.halted and self.pic is not None and self.pic.has_interrupt() and self.guest_if():
                 guest_ip = self.guest_ip_at(self.eip)
                 if guest_ip is not None:
                     regs = self.cpu.read_gprs()

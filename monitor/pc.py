@@ -120,7 +120,7 @@ class PC:
 
     def _on_intr(self, level: bool) -> None:
         """The PIC's INTR output rose: leave the CPU so the run loop can deliver."""
-        if level and self.machine.vcpu.vif:
+        if level and self.machine.guest_if():
             self.machine.uc.emu_stop()
 
     # -- the BIOS bridge (called by Machine for a BIOS callout) ----------------------
@@ -129,7 +129,7 @@ class PC:
         """Run BIOS service rec.service on the guest state; return the IP to continue at."""
         r = self.ctx.regs
         r.set_gprs(regs)
-        r.eflags = (regs[EFLAGS] & ~FLAG_IF) | (FLAG_IF if machine.vcpu.vif else 0)
+        r.eflags = regs[EFLAGS]
         r.eip = rec.next_ip
         for i, name in enumerate(SEG_NAMES):
             setattr(r, name, machine.seg_value(i))
@@ -141,8 +141,7 @@ class PC:
             raise VMStop(f"BIOS service {rec.service:#04x} failed: {exc}") from exc
         gprs = r.gprs()
         regs[:8] = gprs[:8]
-        regs[EFLAGS] = (gprs[9] & ~FLAG_IF) | 0x2
-        machine.set_vif(bool(r.eflags & FLAG_IF))
+        regs[EFLAGS] = (gprs[9] & ~0x100) | 0x2     # TF is not passed through (single-step unsupported)
         for i, name in enumerate(SEG_NAMES):
             value = getattr(r, name) & 0xFFFF
             if i != CS and value != machine.seg_value(i):

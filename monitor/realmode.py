@@ -86,12 +86,11 @@ class RealModeOps:
         return value
 
     def flags_image(self, regs) -> int:
-        """The guest's view of FLAGS: the real arithmetic flags with the virtual IF."""
-        return (regs[EFLAGS] & ~IF_BIT) | (IF_BIT if self.vcpu.vif else 0) | 0x2
+        """The guest's view of FLAGS (its IF is the real IF in BT)."""
+        return regs[EFLAGS] | 0x2
 
     def set_flags(self, regs, image: int, mask: int = POPF_MASK16) -> None:
         regs[EFLAGS] = (regs[EFLAGS] & ~mask & ~TF_BIT) | (image & mask & ~TF_BIT) | 0x2
-        self.m.set_vif(bool(image & IF_BIT))
 
     def rm16(self, regs, insn) -> int:
         """Read the r/m operand of a ModRM instruction (16 or 32 bits)."""
@@ -109,8 +108,7 @@ class RealModeOps:
         self.push16(regs, self.flags_image(regs))
         self.push16(regs, self.m.seg_value(CS))
         self.push16(regs, return_ip)
-        regs[EFLAGS] &= ~(TF_BIT | 0x40000)       # TF and AC
-        self.m.set_vif(False)
+        regs[EFLAGS] &= ~(TF_BIT | IF_BIT | 0x40000)   # IF, TF and AC
         ivt = (vector & 0xFF) * 4
         ip, cs = self.mem.read16(ivt), self.mem.read16(ivt + 2)
         self.m.load_seg(CS, cs)
@@ -183,8 +181,6 @@ class RealModeOps:
                 push_sreg = {0x06: ES, 0x0E: CS, 0x16: SS, 0x1E: DS, 0xA0: FS, 0xA8: GS}
                 self.push(regs, self.m.seg_value(push_sreg[insn.opcode]), 32)
             return None
-        if kind == Kind.FLAGS:
-            return self.flags(rec, regs, insn)
         if kind == Kind.HLT:
             self.vcpu.halted = True
             return rec.next_ip
@@ -227,21 +223,6 @@ class RealModeOps:
             self.m.load_seg(loads[(opmap, op)], seg)
             return None
         raise VMStop(f"unhandled segment load {insn!r}")
-
-    def flags(self, rec, regs, insn):
-        op = insn.opcode
-        if op == 0xFA:                                             # cli
-            self.m.set_vif(False)
-        elif op == 0xFB:                                           # sti
-            self.m.set_vif(True)
-        elif op == 0x9C:                                           # pushf
-            self.push(regs, self.flags_image(regs) & (0xFFFF if insn.eff_opsize == 16 else 0x3C7FD7), insn.eff_opsize)
-        elif op == 0x9D:                                           # popf
-            value = self.pop(regs, insn.eff_opsize)
-            self.set_flags(regs, value, POPF_MASK16 if insn.eff_opsize == 16 else POPF_MASK16 | 0x240000)
-        else:
-            raise VMStop(f"unhandled flags instruction {insn!r}")
-        return None
 
     def sysreg(self, rec, regs, insn):
         name = insn.mnemonic

@@ -28,7 +28,6 @@ class SegmentCache:
 @dataclass
 class VirtualCPU:
     segs: list = field(default_factory=lambda: [SegmentCache() for _ in range(6)])
-    vif: bool = False       # the guest's EFLAGS.IF
     cr0: int = 0x60000010   # reset value: CD NW ET
     cr2: int = 0
     cr3: int = 0
@@ -53,9 +52,6 @@ class VirtualStateMirror:
 
     def seg(self, sreg: int, value: int) -> None:
         struct.pack_into("<H", self.view, self._off(abi.VSEG) + 2 * sreg, value & 0xFFFF)
-
-    def vif(self, on: bool) -> None:
-        self.view[self._off(abi.VIF)] = 1 if on else 0
 
     def constants(self) -> None:
         struct.pack_into("<H", self.view, self._off(abi.CS_SLOT_SEL), abi.slot_selector(CS))
