@@ -43,6 +43,9 @@ SENS_CALLOUT = {
     Sens.CPUID: Kind.CPUID, Sens.MSR: Kind.MSR, Sens.HLT: Kind.HLT,
     Sens.INT: Kind.INT, Sens.IRET: Kind.IRET, Sens.RDPMC: Kind.UD,
 }
+# Far control flow the translator keeps in the TC (16-bit forms).
+FAR_FLOWS = {Flow.JMPF, Flow.JMPF_IND, Flow.CALLF, Flow.CALLF_IND, Flow.RETF, Flow.IRET, Flow.INT, Flow.INT3}
+
 # lds/les/lss/lfs/lgs: (opcode map, opcode) -> segment register loaded.
 FAR_POINTER_LOADS = {(1, 0xC5): 3, (1, 0xC4): 0, (2, 0xB2): 2, (2, 0xB4): 4, (2, 0xB5): 5}
 
@@ -94,7 +97,8 @@ class RealModeTranslator:
     """Translates (cs, ip) of 16-bit real-mode code into TC units."""
 
     def __init__(self, tc: TranslationCache, callouts: CalloutTable, read_linear, trace_page,
-                 counters=None, a20_mask=lambda: 0xFFFFFFFF, is_checked=lambda pfn: False):
+                 counters=None, a20_mask=lambda: 0xFFFFFFFF, is_checked=lambda pfn: False,
+                 ivt_base=lambda: 0):
         self.tc = tc
         self.callouts = callouts
         self.read_linear = read_linear     # (linear, size) -> bytes of guest code
@@ -102,6 +106,7 @@ class RealModeTranslator:
         self.counters = counters           # CounterPool or None (no execution counting)
         self.a20_mask = a20_mask
         self.is_checked = is_checked       # (pfn) -> True: validate units of that page at entry
+        self.ivt_base = ivt_base           # () -> the real-mode IVT base (IDTR), baked into int n
 
     # -- entry point ------------------------------------------------------------
 
@@ -270,6 +275,8 @@ class RealModeTranslator:
             return True
         if flow in (Flow.RET, Flow.JMP_IND, Flow.CALL_IND) and self._inline_indirect(em, insn, raw, next_ip):
             return True
+        if flow in FAR_FLOWS and self._inline_far(em, cs, ip, next_ip, insn, raw):
+            return True
         if flow in FLOW_CALLOUT:
             self._callout(em, FLOW_CALLOUT[flow], cs, ip, next_ip, insn)
             return True
@@ -365,24 +372,84 @@ class RealModeTranslator:
     def _emit_slot_update(self, em, fetch: bytes, sreg: int, reload: bool = True) -> None:
         """Save EAX, run `fetch` (leaves the new value in AX), then update the
         virtual register and the slot's base, reload, restore EAX."""
-        desc = abi.slot_descriptor(sreg)
         em.emit(b"\x2e\xa3" + _abs32(abi.SCRATCH_EAX))            # mov cs:[SCRATCH_EAX], eax
         em.emit(fetch)
-        em.emit(b"\x2e\x66\xa3" + _abs32(abi.VSEG + 2 * sreg))    # mov cs:[VSEG+2s], ax
-        em.emit(b"\x0f\xb7\xc0")                                  # movzx eax, ax
-        em.emit(b"\x8d\x04\xc5\0\0\0\0")                         # lea eax, [eax*8]
-        em.emit(b"\x8d\x04\x00")                                  # lea eax, [eax+eax]
-        em.emit(b"\x2e\x66\xa3" + _abs32(desc + 2))               # base 15:0
-        em.emit(b"\x0f\xc8")                                       # bswap eax: base 23:16 -> AH
-        em.emit(b"\x2e\x88\x25" + _abs32(desc + 4))               # mov cs:[desc+4], ah
+        em.emit(self._slot_write(sreg))
         if reload:
             em.emit(self._reload(sreg))
         em.emit(b"\x2e\xa1" + _abs32(abi.SCRATCH_EAX))            # mov eax, cs:[SCRATCH_EAX]
 
     @staticmethod
+    def _slot_write(sreg: int) -> bytes:
+        """AX = new segment value -> virtual register and slot base (clobbers EAX,
+        touches no flag: movzx, lea, bswap, mov)."""
+        desc = abi.slot_descriptor(sreg)
+        return (b"\x2e\x66\xa3" + _abs32(abi.VSEG + 2 * sreg)     # mov cs:[VSEG+2s], ax
+                + b"\x0f\xb7\xc0"                                 # movzx eax, ax
+                + b"\x8d\x04\xc5\0\0\0\0"                        # lea eax, [eax*8]
+                + b"\x8d\x04\x00"                                 # lea eax, [eax+eax]
+                + b"\x2e\x66\xa3" + _abs32(desc + 2)              # base 15:0
+                + b"\x0f\xc8"                                      # bswap eax: base 23:16 -> AH
+                + b"\x2e\x88\x25" + _abs32(desc + 4))             # mov cs:[desc+4], ah
+
+    @staticmethod
+    def _slot_write_const(sreg: int, value: int) -> bytes:
+        """The same for a value known at translation time (immediates)."""
+        desc, base = abi.slot_descriptor(sreg), (value & 0xFFFF) << 4
+        return (b"\x2e\x66\xc7\x05" + _abs32(abi.VSEG + 2 * sreg) + struct.pack("<H", value & 0xFFFF)
+                + b"\x2e\x66\xc7\x05" + _abs32(desc + 2) + struct.pack("<H", base & 0xFFFF)
+                + b"\x2e\xc6\x05" + _abs32(desc + 4) + bytes([(base >> 16) & 0xFF]))
+
+    @staticmethod
     def _reload(sreg: int) -> bytes:
         """mov sreg, cs:[SLOT_SELS+2s]: the real register takes the slot again."""
         return b"\x2e\x8e" + bytes([0x05 | sreg << 3]) + _abs32(abi.SLOT_SELS + 2 * sreg)
+
+    def _inline_far(self, em, cs, ip, next_ip, insn, raw) -> bool:
+        """Far control flow in the TC (16-bit forms): the new CS goes to the
+        virtual register and the CS data slot, the IP through LOOKUP, whose
+        landing pads check the CS (bt/lookup.py).  Direct far jumps and calls
+        know both halves and chain like near ones."""
+        if insn.eff_opsize != 16:
+            return False
+        flow = insn.flow
+        push_return = b"\x66\x68" + struct.pack("<H", cs) + b"\x66\x68" + struct.pack("<H", next_ip)
+        if flow in (Flow.JMPF, Flow.CALLF) and insn.mem is None:        # ptr16:16
+            new_cs, new_ip = insn.far_target
+            if flow == Flow.CALLF:
+                em.emit(push_return)
+            em.emit(self._slot_write_const(1, new_cs))
+            self._stub(em, new_cs, new_ip)
+            return True
+        save = b"\x2e\xa3" + _abs32(abi.SCRATCH_EAX)
+        keep_ip = b"\x2e\x66\xa3" + _abs32(abi.SCRATCH_IP)                 # mov cs:[SCRATCH_IP], ax
+        take_ip = b"\x2e\x66\xa1" + _abs32(abi.SCRATCH_IP)                 # mov ax, cs:[SCRATCH_IP]
+        if flow in (Flow.JMPF_IND, Flow.CALLF_IND):                          # m16:16
+            ip_word = self._mem_operand(insn, raw, opcode=b"\x8b", reg=0, extra_disp=0)
+            cs_word = self._mem_operand(insn, raw, opcode=b"\x8b", reg=0, extra_disp=2)
+            if ip_word is None or cs_word is None:
+                return False
+            em.emit(save + ip_word + keep_ip + cs_word)
+            if flow == Flow.CALLF_IND:
+                em.emit(push_return)
+        elif flow in (Flow.RETF, Flow.IRET):
+            # pop word cs:[SCRATCH_IP]; pop ax (CS); [popf]; [lea sp, [esp+imm]]
+            em.emit(save + b"\x2e\x66\x8f\x05" + _abs32(abi.SCRATCH_IP) + b"\x66\x58")
+            if flow == Flow.IRET:
+                em.emit(b"\x66\x9d")                                          # popf: the guest's flags and IF
+            elif insn.opcode == 0xCA:
+                em.emit(b"\x66\x8d\xa4\x24" + struct.pack("<I", insn.imm & 0xFFFF))
+        elif flow in (Flow.INT, Flow.INT3):
+            vector = 3 if flow == Flow.INT3 else insn.imm & 0xFF
+            entry = self.ivt_base() + 4 * vector
+            # pushf; cli; push cs; push next_ip; CS:IP from the IVT (guest memory, flat)
+            em.emit(b"\x66\x9c\xfa" + push_return + save
+                    + b"\x2e\x66\xa1" + _abs32(entry) + keep_ip
+                    + b"\x2e\x66\xa1" + _abs32(entry + 2))
+        else:
+            return False
+        em.emit(self._slot_write(1) + take_ip + lookup_jump())
+        return True
 
     def _inline_far_pointer_load(self, em, insn, raw, sreg: int) -> bool:
         """lds/les/lss/lfs/lgs r16, m16:16 in the TC.

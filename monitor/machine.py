@@ -73,7 +73,7 @@ class Machine:
         self.translator = RealModeTranslator(
             self.tc, self.callouts, self.guestmem.read, self.mmu.trace_page,
             counters=self.counters, a20_mask=lambda: self.mmu.a20_mask,
-            is_checked=self.checked_pages.__contains__)
+            is_checked=self.checked_pages.__contains__, ivt_base=lambda: self.vcpu.idtr[0])
         self.ops = RealModeOps(self)
         self.lookup = IndirectLookup(self.memory.monitor)
         self.pic = None                     # set by attach_pic()
@@ -219,7 +219,7 @@ class Machine:
 
     def _resume(self, regs, next_ip, rec) -> bool:
         if self.vcpu.halted:
-            regs[EIP] = self._tc_address(self.vcpu.segs[CS].value, next_ip)
+            regs[EIP] = self._tc_address(self.seg_value(CS), next_ip)
             self.halted_ip = next_ip
             self.cpu.write_gprs(regs)
             return False
@@ -230,7 +230,7 @@ class Machine:
             regs[EIP] = rec.resume
             guest_ip = None
         else:
-            regs[EIP] = self._tc_address(self.vcpu.segs[CS].value, next_ip)
+            regs[EIP] = self._tc_address(self.seg_value(CS), next_ip)
             guest_ip = next_ip
         return self._continue(regs, guest_ip)
 
@@ -239,11 +239,11 @@ class Machine:
         if self.dirty_pages:
             self._invalidate_dirty()
             if guest_ip is not None:
-                regs[EIP] = self._tc_address(self.vcpu.segs[CS].value, guest_ip)
+                regs[EIP] = self._tc_address(self.seg_value(CS), guest_ip)
         if guest_ip is not None and regs[EFLAGS] & 0x200 and self.pic is not None and self.pic.has_interrupt():
             vector = self.pic.acknowledge()
             ip = self.ops.deliver(regs, vector, guest_ip)
-            regs[EIP] = self._tc_address(self.vcpu.segs[CS].value, ip)
+            regs[EIP] = self._tc_address(self.seg_value(CS), ip)
         self.cpu.write_gprs(regs)
         return True
 
@@ -265,7 +265,7 @@ class Machine:
         """ret / indirect branch whose (CS, IP) has no landing pad: make one."""
         ip = regs[0] & 0xFFFF
         regs[0] = self.memory.monitor_word32(abi.SCRATCH_EAX)
-        cs = self.vcpu.segs[CS].value
+        cs = self.seg_value(CS)
         try:
             unit = self.translator.translate(cs, ip)
         except TCFull:
@@ -285,7 +285,7 @@ class Machine:
             self._flush_tc()
             unit = self.translator.translate(cs, rec.target)
             return unit.tc_start                     # the stub is gone with the flush
-        if self.vcpu.segs[CS].value != cs:
+        if self.seg_value(CS) != cs:
             return unit.tc_start                     # never chain across a CS mismatch
         rel = unit.tc_start - (rec.site + 5)
         self.tc.patch(rec.site, b"\xe9" + rel.to_bytes(4, "little", signed=True))
@@ -303,7 +303,7 @@ class Machine:
             return False
         self.stats[f"exception_{vector}"] += 1
         ip = self.ops.deliver(regs, vector, guest_ip)
-        regs[EIP] = self._tc_address(self.vcpu.segs[CS].value, ip)
+        regs[EIP] = self._tc_address(self.seg_value(CS), ip)
         self.cpu.write_gprs(regs)
         return True
 
@@ -407,7 +407,7 @@ class Machine:
                 if guest_ip is not None:
                     regs = self.cpu.read_gprs()
                     ip = self.ops.deliver(regs, self.pic.acknowledge(), guest_ip)
-                    regs[EIP] = self.eip = self._tc_address(self.vcpu.segs[CS].value, ip)
+                    regs[EIP] = self.eip = self._tc_address(self.seg_value(CS), ip)
                     self.cpu.write_gprs(regs)
         return self.stop_reason
 
@@ -415,7 +415,7 @@ class Machine:
         self.vcpu.halted = False
         regs = self.cpu.read_gprs()
         ip = self.ops.deliver(regs, self.pic.acknowledge(), self.halted_ip)
-        regs[EIP] = self.eip = self._tc_address(self.vcpu.segs[CS].value, ip)
+        regs[EIP] = self.eip = self._tc_address(self.seg_value(CS), ip)
         self.cpu.write_gprs(regs)
 
     # -- statistics -----------------------------------------------------------------------

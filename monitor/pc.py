@@ -153,7 +153,7 @@ class PC:
             return rec.ip
         if (new_cs, new_ip) == (rec.cs, rec.next_ip):
             return None                         # continue inline after the callout
-        if new_cs != machine.vcpu.segs[CS].value:
+        if new_cs != machine.seg_value(CS):
             machine.load_seg(CS, new_cs)
         return new_ip
 
