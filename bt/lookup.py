@@ -40,7 +40,9 @@ def save_eax() -> bytes:
     return b"\x2e\xa3" + _abs32(abi.SCRATCH_EAX)          # mov cs:[SCRATCH_EAX], eax
 
 
-def pad_code(pad_addr: int, expected_cs: int, unit_addr: int, miss_addr: int) -> bytes:
+def pad_code(pad_addr: int, expected_cs: int, unit_addr: int, miss_addr: int, counter: int = -1) -> bytes:
+    """A landing pad; with a counter (u32 in monitor data) it counts its hits
+    flag-free: mov ecx, cs:[ctr]; lea ecx, [ecx+1]; mov cs:[ctr], ecx."""
     save_ecx = b"\x2e\x89\x0d" + _abs32(abi.SCRATCH_ECX)
     load_cs = b"\x2e\x0f\xb7\x0d" + _abs32(abi.VSEG + 2)
     compare = b"\x8d\x89" + struct.pack("<i", -expected_cs)
@@ -50,22 +52,28 @@ def pad_code(pad_addr: int, expected_cs: int, unit_addr: int, miss_addr: int) ->
     miss_path_len = len(restore_ecx) + 5
     code = bytearray(head + b"\xe3" + bytes([miss_path_len]) + restore_ecx)
     code += b"\xe9" + struct.pack("<i", miss_addr - (pad_addr + len(code) + 5))
+    if counter >= 0:
+        code += (b"\x2e\x8b\x0d" + _abs32(counter) + b"\x8d\x49\x01"
+                 + b"\x2e\x89\x0d" + _abs32(counter))
     code += restore_ecx + restore_eax
     code += b"\xe9" + struct.pack("<i", unit_addr - (pad_addr + len(code) + 5))
     return bytes(code)
 
 
-PAD_SIZE = len(pad_code(0, 0, 0, 0))
+PAD_SIZE = len(pad_code(0, 0, 0, 0, counter=0))
 
 
 class IndirectLookup:
     """The LOOKUP table and the landing pads (one TC generation at a time)."""
 
-    def __init__(self, memory_view):
+    def __init__(self, memory_view, counters=None):
         self.view = memory_view
+        self.counters = counters           # CounterPool: one hit counter per pad, or None
         self.base = abi.LOOKUP_LINEAR - MONITOR_LINEAR
         self.miss_addr = 0
         self.pads: dict[tuple[int, int], tuple[int, int]] = {}     # (cs, ip) -> (pad address, unit tc_start)
+        self.pad_counters: list[int] = []                          # hit counters of this generation
+        self.retired_hits = 0                                      # hits counted by flushed generations
         self.by_unit: dict[int, list[tuple[int, int]]] = {}        # unit tc_start -> [(cs, ip)]
         self.misses = 0
 
@@ -75,6 +83,13 @@ class IndirectLookup:
         self.view[self.base:self.base + 4 * abi.LOOKUP_ENTRIES] = _abs32(miss_addr) * abi.LOOKUP_ENTRIES
         self.pads.clear()
         self.by_unit.clear()
+        self.pad_counters.clear()
+
+    def hits(self) -> int:
+        """Lookups that stayed in the TC (landing-pad entries)."""
+        if self.counters is None:
+            return 0
+        return self.retired_hits + sum(self.counters.read(c) & 0xFFFFFFFF for c in self.pad_counters)
 
     def entry(self, ip: int) -> int:
         return struct.unpack_from("<I", self.view, self.base + 4 * (ip & 0xFFFF))[0]
@@ -89,8 +104,13 @@ class IndirectLookup:
             if tc.room() < PAD_SIZE:
                 return 0
             pad = tc.top
-            tc.write_fresh(pad, pad_code(pad, cs, unit.tc_start, self.miss_addr))
-            tc.top += PAD_SIZE
+            counter = -1
+            if self.counters is not None:
+                counter = self.counters.allocate()
+                self.pad_counters.append(counter)
+            code = pad_code(pad, cs, unit.tc_start, self.miss_addr, counter)
+            tc.write_fresh(pad, code)
+            tc.top += len(code)
             self.pads[(cs, ip)] = (pad, unit.tc_start)
             self.by_unit.setdefault(unit.tc_start, []).append((cs, ip))
         else:

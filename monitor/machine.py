@@ -75,7 +75,7 @@ class Machine:
             counters=self.counters, a20_mask=lambda: self.mmu.a20_mask,
             is_checked=self.checked_pages.__contains__, ivt_base=lambda: self.vcpu.idtr[0])
         self.ops = RealModeOps(self)
-        self.lookup = IndirectLookup(self.memory.monitor)
+        self.lookup = IndirectLookup(self.memory.monitor, self.counters)
         self.pic = None                     # set by attach_pic()
         self.bios = None                    # set by the PC builder
         self.stats = collections.Counter()  # callouts by kind, interrupts, ...
@@ -169,6 +169,8 @@ class Machine:
 
     def _flush_tc(self) -> None:
         if self.counters is not None:
+            self.lookup.retired_hits = self.lookup.hits()
+            self.lookup.pad_counters.clear()
             self.counters.fold_and_reset(self.tc.all_units)
         self.tc.flush()
         self.incoming.clear()
@@ -430,6 +432,7 @@ class Machine:
             "tc_bytes": tc.bytes,
             "tc_flushes": tc.flushes,
             "chain_patches": tc.chain_patches,
+            "lookup_hits": self.lookup.hits() if self.counters else None,
             "lookup_misses": self.lookup.misses,
             "landing_pads": len(self.lookup.pads),
             "units_invalidated": tc.invalidated,

@@ -30,12 +30,17 @@ from monitor.bios import Bios
 from monitor.bios.context import SimpleDevices
 from monitor.machine import Machine
 from monitor.realmode import EFLAGS, EIP, VMStop
-from monitor.regs import FLAG_IF, RegisterFile
+from monitor.bios.rom import SVC_KEYBOARD_FN
+from monitor.regs import FLAG_IF, FLAG_ZF, RegisterFile
 from monitor.vcpu import CS
 
 log = logging.getLogger("hybrid86.monitor.pc")
 
 RESET_CS, RESET_IP = 0xF000, 0xFFF0
+# Idle detection: after this many int 16h "is there a key?" polls in a row that
+# found none (with IF=1), the guest is waiting for the keyboard in a spin loop;
+# the monitor halts it until the next interrupt instead of burning a host core.
+IDLE_POLLS = 8
 SEG_NAMES = ("es", "cs", "ss", "ds", "fs", "gs")
 
 
@@ -112,6 +117,8 @@ class PC:
         self.bios_calls = 0
         m.bios = self
         self.key_waits = 0
+        self.empty_polls = 0        # consecutive int 16h AH=01h/11h polls that found no key
+        self.idle_halts = 0         # times idle detection halted the guest
         self.on_poll: Optional[Callable[[], None]] = None
         m.memory.write(0xF0000, self.bios.rom.image)
         m.enter_real_mode(RESET_CS, RESET_IP)
@@ -135,6 +142,7 @@ class PC:
             setattr(r, name, machine.seg_value(i))
         self.ctx.key_wait = False
         self.bios_calls += 1
+        poll = rec.service == SVC_KEYBOARD_FN and (regs[0] >> 8) & 0xFF in (0x01, 0x11)
         try:
             self.bios.service(rec.service, self.ctx)
         except Exception as exc:  # a BIOS/host failure: a clean, explained stop
@@ -151,7 +159,16 @@ class PC:
             self.key_waits += 1
             machine.vcpu.halted = True          # idle until an interrupt, then re-execute
             return rec.ip
+        if poll and r.eflags & FLAG_ZF and r.eflags & FLAG_IF:
+            self.empty_polls += 1
+        else:
+            self.empty_polls = 0
         if (new_cs, new_ip) == (rec.cs, rec.next_ip):
+            if self.empty_polls >= IDLE_POLLS:
+                self.empty_polls = 0
+                self.idle_halts += 1
+                machine.vcpu.halted = True      # idle until the next interrupt, then go on
+                return rec.next_ip
             return None                         # continue inline after the callout
         if new_cs != machine.seg_value(CS):
             machine.load_seg(CS, new_cs)

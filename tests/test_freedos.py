@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import time
 import sys
 
 import pytest
@@ -106,3 +107,18 @@ def test_bench_boot_dos_prints_figures(tmp_path):
     assert figures["hybrid86_s"] > 0 and figures["runs"] == 1
     if shutil.which("qemu-system-i386"):
         assert figures["qemu_s"] > 0 and "ratio" in res.stdout
+
+
+def test_idle_guest_does_not_burn_a_host_core():
+    """At the prompt DOS waits in int 16h; the BIOS halts the virtual CPU and
+    the run loop sleeps until the next timer tick."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    res = hybrid86("run", "--fda", guest_image(FREEDOS), "--headless", "--timeout", "6")
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert res.returncode == 124
+    assert cpu < 0.5 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s"

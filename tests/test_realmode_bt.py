@@ -307,3 +307,79 @@ def test_twin_adapter_runs_the_same_translation():
     twin = run_bt(src, native=False)
     assert native[1:3] == twin[1:3]
     assert bt_registers(native[0]) == bt_registers(twin[0])
+
+
+def test_lookup_hits_are_counted():
+    src = "mov cx, 300\n.l: call sub\nloop .l\n" + EXIT + "sub: ret\n"
+    machine, _, status, _ = run_bt(src)
+    stats = machine.statistics()
+    assert status == 0
+    assert stats["lookup_misses"] == 1 and stats["lookup_hits"] == 299
+
+
+def test_a_full_translation_cache_is_flushed_and_the_guest_goes_on():
+    from monitor.memory import TC_ALLOC_END
+
+    src = """
+        mov cx, 50
+    .l: call a
+        call b
+        loop .l
+    """ + EXIT + """
+    a:  inc si
+        ret
+    b:  inc di
+        ret
+    """
+    from realmode_harness import ORG
+    from monitor.machine import Machine
+    from devices.exit_port import ExitPort
+    from x86env import assemble
+
+    m = Machine(memory_mb=2)
+    m.attach(ExitPort(on_exit=lambda v: m.stop("exit", v)))
+    m.memory.write(ORG, assemble(src, bits=16, org=ORG))
+    m.enter_real_mode(0, ORG)
+    m.tc.top = TC_ALLOC_END - 1100            # room for about one unit (MAX_UNIT_BYTES is 1024)
+    m.run(timeout_s=10)
+    stats = m.statistics()
+    regs = bt_registers(m)
+    assert m.exit_status == 0 and regs["esi"] == 50 and regs["edi"] == 50
+    assert stats["tc_flushes"] >= 1
+    assert stats["bt_instructions"] >= 50 * 6      # counts survive the flush
+
+
+def test_a20_gate_wraps_addresses_above_1mib():
+    """Port 0x92 opens the A20 gate: FFFF:0010 is linear 0x100000 only then."""
+    from devices.port92 import A20Gate, Port92
+    from devices.exit_port import ExitPort
+    from monitor.machine import Machine
+    from realmode_harness import ORG
+    from x86env import assemble
+
+    src = """
+        xor ax, ax
+        mov ds, ax
+        mov byte [0x0000], 0x11
+        mov ax, 0xFFFF
+        mov es, ax
+        mov byte [es:0x0010], 0x22    ; A20 off: lands on 0x000000
+        mov bl, [0x0000]
+        in al, 0x92
+        or al, 2
+        out 0x92, al                  ; A20 on
+        mov byte [es:0x0010], 0x33    ; now linear 0x100000
+        mov bh, [0x0000]
+        mov cl, [es:0x0010]
+    """ + EXIT
+    m = Machine(memory_mb=2)
+    gate = A20Gate(m.mmu.set_a20, initial=False)
+    m.attach(Port92(on_a20=gate.source("port92")))
+    m.attach(ExitPort(on_exit=lambda v: m.stop("exit", v)))
+    m.memory.write(ORG, assemble(src, bits=16, org=ORG))
+    m.enter_real_mode(0, ORG)
+    m.run(timeout_s=10)
+    regs = bt_registers(m)
+    assert m.exit_status == 0
+    assert regs["ebx"] & 0xFFFF == 0x2222             # both reads of 0x0 saw the wrapped write
+    assert regs["ecx"] & 0xFF == 0x33 and m.memory.ram[0x100000] == 0x33
