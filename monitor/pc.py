@@ -30,17 +30,21 @@ from monitor.bios import Bios
 from monitor.bios.context import SimpleDevices
 from monitor.machine import Machine
 from monitor.realmode import EFLAGS, EIP, VMStop
-from monitor.bios.rom import SVC_KEYBOARD_FN
+from monitor.bios.rom import SVC_KEYBOARD_FN, SVC_TIMER
 from monitor.regs import FLAG_IF, FLAG_ZF, RegisterFile
 from monitor.vcpu import CS
 
 log = logging.getLogger("hybrid86.monitor.pc")
 
 RESET_CS, RESET_IP = 0xF000, 0xFFF0
-# Idle detection: after this many int 16h "is there a key?" polls in a row that
-# found none (with IF=1), the guest is waiting for the keyboard in a spin loop;
-# the monitor halts it until the next interrupt instead of burning a host core.
-IDLE_POLLS = 8
+# Idle detection: IDLE_POLLS int 16h "is there a key?" polls in a row that find
+# none (with IF=1, no other BIOS work in between but timer ticks) mean the guest
+# waits for the keyboard in a spin loop; from then on each empty poll halts it
+# until the next interrupt instead of burning a host core.  Bounded polling loops
+# shorter than that run at full speed (FreeDOS polls ~2,000 times while booting).
+# The price: a program that polls more often than that with no other BIOS call
+# between (a game loop writing video memory directly) runs one poll per tick.
+IDLE_POLLS = 4096
 SEG_NAMES = ("es", "cs", "ss", "ds", "fs", "gs")
 
 
@@ -161,11 +165,10 @@ class PC:
             return rec.ip
         if poll and r.eflags & FLAG_ZF and r.eflags & FLAG_IF:
             self.empty_polls += 1
-        else:
+        elif rec.service != SVC_TIMER:          # the timer's own callout does not end a streak
             self.empty_polls = 0
         if (new_cs, new_ip) == (rec.cs, rec.next_ip):
-            if self.empty_polls >= IDLE_POLLS:
-                self.empty_polls = 0
+            if poll and self.empty_polls >= IDLE_POLLS:
                 self.idle_halts += 1
                 machine.vcpu.halted = True      # idle until the next interrupt, then go on
                 return rec.next_ip
