@@ -52,7 +52,7 @@ def pad_code(pad_addr: int, expected_cs: int, unit_addr: int, miss_addr: int, co
     miss_path_len = len(restore_ecx) + 5
     code = bytearray(head + b"\xe3" + bytes([miss_path_len]) + restore_ecx)
     code += b"\xe9" + struct.pack("<i", miss_addr - (pad_addr + len(code) + 5))
-    if counter >= 0:
+    if counter >= 0:       # ECX is saved already: mov ecx, [ctr]; lea ecx, [ecx+1]; mov [ctr], ecx
         code += (b"\x2e\x8b\x0d" + _abs32(counter) + b"\x8d\x49\x01"
                  + b"\x2e\x89\x0d" + _abs32(counter))
     code += restore_ecx + restore_eax
@@ -89,7 +89,7 @@ class IndirectLookup:
         """Lookups that stayed in the TC (landing-pad entries)."""
         if self.counters is None:
             return 0
-        return self.retired_hits + sum(self.counters.read(c) & 0xFFFFFFFF for c in self.pad_counters)
+        return self.retired_hits + sum(self.counters.read(c) for c in self.pad_counters)
 
     def entry(self, ip: int) -> int:
         return struct.unpack_from("<I", self.view, self.base + 4 * (ip & 0xFFFF))[0]

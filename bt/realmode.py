@@ -149,7 +149,7 @@ class RealModeTranslator:
             return False
         if insn.flow != Flow.NONE:
             return True
-        sens = Sens(insn.sensitive)
+        sens = insn.sensitive
         return sens == Sens.IO or (sens == Sens.SYSREG and insn.mnemonic in MODE_CHANGING)
 
     def _translate(self, key, cs: int, ip: int) -> Unit:
@@ -161,19 +161,16 @@ class RealModeTranslator:
         em = Emitter(self.tc.top)
         counter = -1
         if self.counters is not None:
+            from monitor.counters import increment
+
             counter = self.counters.allocate()
-            # pushfd; add dword cs:[ctr], 1; adc dword cs:[ctr+4], 0; popfd
-            # (flags are preserved; the push lands below the guest's SP, where an
-            # interrupt could write anyway)
-            em.emit(b"\x9c" + b"\x2e\x83\x05" + _abs32(counter) + b"\x01"
-                    + b"\x2e\x83\x15" + _abs32(counter + 4) + b"\x00" + b"\x9d")
+            em.emit(increment(counter))          # flag-free u32 increment (monitor/counters.py)
         fixups = self._emit_check(em, first_linear, guest_len) if checked else []
         insn_map: list[tuple[int, int]] = []
         ended = False
         for cur, nxt, insn, raw, linear in plan:
             insn_map.append((em.here, cur))
             ended = self._one(em, cs, cur, nxt, insn, raw, linear)
-            assert ended == self._ends(insn, linear) or cur != plan[-1][0] or len(plan) == MAX_INSNS
         if not ended:
             self._stub(em, cs, plan[-1][1])         # fall through into the next unit
         if fixups:
@@ -245,7 +242,7 @@ class RealModeTranslator:
         if not insn.ok:
             self._callout(em, Kind.UD, cs, ip, next_ip, insn)
             return True
-        flow = Flow(insn.flow)
+        flow = insn.flow                  # an int; compares equal to the Flow members
         if self._is_bios_callout(insn, linear):
             self._callout(em, Kind.BIOS, cs, ip, next_ip, insn, service=raw[2])
             return False
@@ -280,7 +277,7 @@ class RealModeTranslator:
         if flow in FLOW_CALLOUT:
             self._callout(em, FLOW_CALLOUT[flow], cs, ip, next_ip, insn)
             return True
-        sens = Sens(insn.sensitive)
+        sens = insn.sensitive
         if sens == Sens.SEG_READ:
             return self._seg_read(em, cs, ip, next_ip, insn, raw)
         if sens == Sens.SEG_LOAD and self._inline_seg_load(em, insn, raw):

@@ -1,8 +1,13 @@
-"""Per-unit execution counters in monitor data (u64 each).
+"""Execution counters in monitor data: one u32 per translated unit or landing pad.
 
-Each translated unit increments its own counter on entry (bt/realmode.py); the
-guest instructions run in BT are the sum of entries x instructions per unit.
-When the TC is flushed the totals are folded into `retired` first."""
+Translated code increments its counter flag-free through ECX
+(`mov cs:[scratch], ecx; mov ecx, cs:[ctr]; lea ecx, [ecx+1]; mov cs:[ctr], ecx;
+mov ecx, cs:[scratch]`): five plain moves, none of the flags helpers that a
+pushfd/add/popfd increment costs in Unicorn.  A u32 could wrap, so the run loop
+folds every counter into a Python integer and zeroes it about once a second
+(`fold`); no unit or pad runs 2^32 times in a second.
+
+Guest instructions run in BT = sum over units of entries x instructions."""
 
 from __future__ import annotations
 
@@ -16,25 +21,47 @@ class CounterPool:
     def __init__(self, monitor_view):
         self.view = monitor_view
         self.base = abi.COUNTERS_LINEAR
-        self.capacity = abi.COUNTERS_SIZE // 8
+        self.capacity = abi.COUNTERS_SIZE // 4
         self.used = 0
-        self.retired = 0        # instructions counted by units that were flushed
+        self.folded: dict[int, int] = {}      # counter address -> counts already folded
+        self.retired = 0                       # instructions of units from flushed TC generations
 
     def allocate(self) -> int:
-        """Linear address of a fresh zeroed counter (wraps to reuse when full)."""
+        """Linear address of a fresh zeroed u32 counter."""
         if self.used >= self.capacity:
             raise OverflowError("execution counters exhausted")
-        addr = self.base + 8 * self.used
-        struct.pack_into("<Q", self.view, addr - MONITOR_LINEAR, 0)
+        addr = self.base + 4 * self.used
+        struct.pack_into("<I", self.view, addr - MONITOR_LINEAR, 0)
         self.used += 1
         return addr
 
     def read(self, addr: int) -> int:
-        return struct.unpack_from("<Q", self.view, addr - MONITOR_LINEAR)[0]
+        """Total count of one counter (folded part plus what is in memory now)."""
+        return self.folded.get(addr, 0) + struct.unpack_from("<I", self.view, addr - MONITOR_LINEAR)[0]
+
+    def fold(self) -> None:
+        """Move every live u32 into Python integers (the run loop calls this)."""
+        view, base = self.view, self.base - MONITOR_LINEAR
+        values = struct.unpack_from(f"<{self.used}I", view, base)
+        for i, v in enumerate(values):
+            if v:
+                addr = self.base + 4 * i
+                self.folded[addr] = self.folded.get(addr, 0) + v
+        view[base:base + 4 * self.used] = bytes(4 * self.used)
 
     def executed(self, units) -> int:
         return self.retired + sum(self.read(u.counter) * u.n_insns for u in units if u.counter >= 0)
 
     def fold_and_reset(self, units) -> None:
+        """A TC flush: keep the totals, free every counter."""
         self.retired = self.executed(units)
         self.used = 0
+        self.folded.clear()
+
+
+def increment(counter: int) -> bytes:
+    """The flag-free increment of a u32 counter, for translated code."""
+    a = struct.pack("<I", abi.SCRATCH_ECX)
+    c = struct.pack("<I", counter)
+    return (b"\x2e\x89\x0d" + a + b"\x2e\x8b\x0d" + c + b"\x8d\x49\x01"
+            + b"\x2e\x89\x0d" + c + b"\x2e\x8b\x0d" + a)

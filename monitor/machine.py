@@ -368,6 +368,7 @@ class Machine:
     def run(self, timeout_s: float | None = None) -> str:
         """Run until the guest stops the machine, a VM stop, or the timeout."""
         start = time.monotonic()
+        last_fold = start
         epoch_ns = time.monotonic_ns() - self.clock.now_ns
         while self.stop_reason is None:
             if self.on_poll is not None:
@@ -404,6 +405,9 @@ class Machine:
             self.clock.advance_to(max(self.clock.now_ns, time.monotonic_ns() - epoch_ns))
             if self.dirty_pages:
                 self._invalidate_dirty()
+            if self.counters is not None and time.monotonic() - last_fold > 1.0:
+                self.counters.fold()             # u32 counters never get near wrapping
+                last_fold = time.monotonic()
             if not self.vcpu.halted and self.pic is not None and self.pic.has_interrupt() and self.guest_if():
                 guest_ip = self.guest_ip_at(self.eip)
                 if guest_ip is not None:
