@@ -131,16 +131,10 @@ class TranslationCache:
                 del self.units[unit.key]
             self.stats.invalidated += 1
 
-    def invalidate_page(self, page: int) -> list[Unit]:
-        """Drop every unit translated from a guest physical page."""
-        dropped = self.by_page.pop(page, [])
-        for unit in dropped:
-            if unit.valid:
-                unit.valid = False
-                if self.units.get(unit.key) is unit:
-                    del self.units[unit.key]
-                self.stats.invalidated += 1
-        return dropped
+    def take_page(self, page: int) -> list[Unit]:
+        """The live units translated from a guest physical page (the page index
+        forgets them; the caller drops each with invalidate_unit)."""
+        return [u for u in self.by_page.pop(page, []) if u.valid]
 
     def flush(self) -> None:
         self.uc.ctl_remove_cache(TC_LINEAR, TC_LINEAR + TC_SIZE)

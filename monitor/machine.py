@@ -81,8 +81,8 @@ class Machine:
         self.stats = collections.Counter()  # callouts by kind, interrupts, ...
         self.dirty_pages: set[int] = set()
         self.incoming: dict[int, list[tuple[int, int]]] = {}  # unit tc_start -> [(stub site, record index)]
-        self.site_records: dict[int, int] = {}                # callout site -> record index
         self.on_poll = None                 # callable run once per run-loop iteration (front ends)
+        self.halted_ip = 0                  # guest IP to resume at when a halted guest takes an interrupt
         self.stop_reason: str | None = None
         self.exit_status: int | None = None
         self.eip = TC_LINEAR
@@ -174,7 +174,6 @@ class Machine:
             self.counters.fold_and_reset(self.tc.all_units)
         self.tc.flush()
         self.incoming.clear()
-        self.site_records.clear()
         self.callouts.clear()
         self._new_tc_generation()
 
@@ -333,9 +332,7 @@ class Machine:
     def _invalidate_dirty(self) -> None:
         pages, self.dirty_pages = self.dirty_pages, set()
         for pfn in pages:
-            for unit in self.tc.invalidate_page(pfn):
-                unit.valid = True            # let _drop_unit do the bookkeeping once
-                self.tc.stats.invalidated -= 1
+            for unit in self.tc.take_page(pfn):
                 self._drop_unit(unit)
 
     # -- BIOS -------------------------------------------------------------------------------

@@ -383,3 +383,26 @@ def test_a20_gate_wraps_addresses_above_1mib():
     assert m.exit_status == 0
     assert regs["ebx"] & 0xFFFF == 0x2222             # both reads of 0x0 saw the wrapped write
     assert regs["ecx"] & 0xFF == 0x33 and m.memory.ram[0x100000] == 0x33
+
+
+def test_the_real_gdtr_is_always_the_shadow_gdt():
+    from unicorn.x86_const import UC_X86_REG_GDTR
+
+    from bt import abi
+
+    src = """
+        xor ax, ax
+        mov ds, ax
+        mov word [0x800], 0x17
+        mov dword [0x802], 0x00001000
+        lgdt [0x800]                  ; the guest's own GDT (virtual in real mode)
+        sgdt [0x810]
+        mov ax, [0x810]
+        mov ebx, [0x812]
+    """ + EXIT
+    machine, out, status, _ = run_bt(src)
+    _, base, limit, _ = machine.uc.reg_read(UC_X86_REG_GDTR)
+    assert status == 0 and base == abi.GDT_LINEAR               # the real CPU: the shadow GDT
+    assert machine.vcpu.gdtr == (0x1000, 0x17)                  # the guest: its own, virtually
+    regs = bt_registers(machine)
+    assert regs["eax"] & 0xFFFF == 0x17 and regs["ebx"] == 0x1000   # sgdt shows the guest its own
