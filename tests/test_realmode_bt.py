@@ -397,7 +397,7 @@ def test_the_real_gdtr_is_always_the_shadow_gdt():
         mov dword [0x802], 0x00001000
         lgdt [0x800]                  ; the guest's own GDT (virtual in real mode)
         sgdt [0x810]
-        mov ax, [0x810]
+        mov dx, [0x810]
         mov ebx, [0x812]
     """ + EXIT
     machine, out, status, _ = run_bt(src)
@@ -405,4 +405,4 @@ def test_the_real_gdtr_is_always_the_shadow_gdt():
     assert status == 0 and base == abi.GDT_LINEAR               # the real CPU: the shadow GDT
     assert machine.vcpu.gdtr == (0x1000, 0x17)                  # the guest: its own, virtually
     regs = bt_registers(machine)
-    assert regs["eax"] & 0xFFFF == 0x17 and regs["ebx"] == 0x1000   # sgdt shows the guest its own
+    assert regs["edx"] & 0xFFFF == 0x17 and regs["ebx"] == 0x1000   # sgdt shows the guest its own
