@@ -661,6 +661,14 @@ def entry_count():
     return len(_ENTRY_OPS)
 
 
+# Enum members by value: the properties below index these instead of calling
+# the enum class (which costs a Python call per access on the translator's path).
+_STATUS_OF = {m.value: m for m in _opc.Status}
+_FLOW_OF = {m.value: m for m in _opc.Flow}
+_SENS_OF = {m.value: m for m in _opc.Sens}
+_PRIV_OF = {m.value: m for m in _opc.Priv}
+
+
 cdef class Instruction:
     """Read-only Python view of one decoded Insn."""
     cdef Insn insn
@@ -670,7 +678,7 @@ cdef class Instruction:
 
     @property
     def status(self):
-        return _opc.Status(self.insn.status)
+        return _STATUS_OF[self.insn.status]
     @property
     def ok(self):
         return self.insn.status == ST_OK
@@ -776,13 +784,13 @@ cdef class Instruction:
         return self.insn.imm2_off if self.insn.imm2_size else None
     @property
     def flow(self):
-        return _opc.Flow(self.insn.flow)
+        return _FLOW_OF[self.insn.flow]
     @property
     def sensitive(self):
-        return _opc.Sens(self.insn.sens)
+        return _SENS_OF[self.insn.sens]
     @property
     def priv(self):
-        return _opc.Priv(self.insn.priv)
+        return _PRIV_OF[self.insn.priv]
     @property
     def privileged(self):
         """True when the instruction needs CPL 0 unconditionally."""

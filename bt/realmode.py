@@ -132,20 +132,21 @@ class RealModeTranslator:
             raw = self.read_linear(linear, 15)
             insn = decode(raw, ip, 16)
             length = insn.length if insn.ok else 1
-            if self._is_bios_callout(insn, linear):
+            bios = self._is_bios_callout(insn, linear)
+            if bios:
                 length = 3                         # ud2 + the service byte
             next_ip = (ip + length) & 0xFFFF
-            out.append((ip, next_ip, insn, raw, linear))
-            if self._ends(insn, linear):
+            out.append((ip, next_ip, insn, raw, linear, bios))
+            if self._ends(insn, bios):
                 break
             ip = next_ip
         return out
 
-    def _ends(self, insn, linear: int) -> bool:
+    def _ends(self, insn, bios: bool) -> bool:
         """Does the unit end after this instruction?  (Mirrors what _one emits.)"""
         if not insn.ok:
             return True
-        if self._is_bios_callout(insn, linear):
+        if bios:
             return False
         if insn.flow != Flow.NONE:
             return True
@@ -156,7 +157,7 @@ class RealModeTranslator:
         plan = self._scan(cs, ip)
         first_linear = plan[0][4]
         guest_len = sum(((nxt - cur) & 0xFFFF) for cur, nxt, *_ in plan)
-        pages = sorted({lin >> 12 for *_, lin in plan} | {(lin + ((nxt - cur) & 0xFFFF) - 1) >> 12 for cur, nxt, _, _, lin in plan})
+        pages = sorted({p[4] >> 12 for p in plan} | {(p[4] + ((p[1] - p[0]) & 0xFFFF) - 1) >> 12 for p in plan})
         checked = any(self.is_checked(p) for p in pages)
         em = Emitter(self.tc.top)
         counter = -1
@@ -168,9 +169,9 @@ class RealModeTranslator:
         fixups = self._emit_check(em, first_linear, guest_len) if checked else []
         insn_map: list[tuple[int, int]] = []
         ended = False
-        for cur, nxt, insn, raw, linear in plan:
+        for cur, nxt, insn, raw, linear, bios in plan:
             insn_map.append((em.here, cur))
-            ended = self._one(em, cs, cur, nxt, insn, raw, linear)
+            ended = self._one(em, cs, cur, nxt, insn, raw, linear, bios)
         if not ended:
             self._stub(em, cs, plan[-1][1])         # fall through into the next unit
         if fixups:
@@ -237,13 +238,13 @@ class RealModeTranslator:
         """A continuation: a CHAIN callout until the target is translated."""
         return self._callout(em, Kind.CHAIN, cs, target, target, None, target=target)
 
-    def _one(self, em, cs, ip, next_ip, insn, raw, linear) -> bool:
+    def _one(self, em, cs, ip, next_ip, insn, raw, linear, bios=False) -> bool:
         """Emit one guest instruction; True when the unit ends here."""
         if not insn.ok:
             self._callout(em, Kind.UD, cs, ip, next_ip, insn)
             return True
         flow = insn.flow                  # an int; compares equal to the Flow members
-        if self._is_bios_callout(insn, linear):
+        if bios:
             self._callout(em, Kind.BIOS, cs, ip, next_ip, insn, service=raw[2])
             return False
         if flow == Flow.JMP:
