@@ -111,16 +111,20 @@ def test_bench_boot_dos_prints_figures(tmp_path):
         assert figures["qemu_s"] > 0 and "ratio" in res.stdout
 
 
-def test_idle_guest_does_not_burn_a_host_core():
-    """At the prompt DOS waits in int 16h; the BIOS halts the virtual CPU and
-    the run loop sleeps until the next timer tick."""
+def test_boots_to_the_prompt_and_idles_there_without_burning_a_host_core(tmp_path):
+    """AUTOEXEC.BAT ends with cls: the screen is the A:\\> prompt alone. There DOS
+    waits for a key; the monitor halts the virtual CPU until the next tick."""
     import resource
 
+    dump = tmp_path / "screen.txt"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
-    res = hybrid86("run", "--fda", guest_image(FREEDOS), "--headless", "--timeout", "6")
+    res = hybrid86("run", "--fda", guest_image(FREEDOS), "--headless", "--timeout", "6",
+                   "--screen-dump", str(dump))
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert res.returncode == 124
+    lines = [l.rstrip() for l in dump.read_text().splitlines() if l.strip()]
+    assert lines == ["A:\\>"], lines
     assert cpu < 0.5 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s"
