@@ -8,20 +8,10 @@ import pytest
 from devices.base import PortBus
 from devices.clock import ClockState, VirtualClock
 from devices.cmos_rtc import FLOPPY_1_44M, FLOPPY_NONE, CmosRtc, RtcState
+from irqprobe import Irq
 
 SEC = 1_000_000_000
 START = datetime(2024, 2, 29, 23, 59, 58)  # a Thursday, leap day
-
-
-class Irq:
-    def __init__(self):
-        self.level = False
-        self.rising = 0
-
-    def __call__(self, level):
-        if level and not self.level:
-            self.rising += 1
-        self.level = level
 
 
 @pytest.fixture

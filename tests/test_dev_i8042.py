@@ -9,17 +9,7 @@ from devices.clock import VirtualClock
 from devices.i8042 import KBD_BYTE_NS, I8042, KbcState
 from devices.port92 import A20Gate, Port92, Port92State
 from devices.scancodes import UnknownKeyError, make_set1
-
-
-class Irq:
-    def __init__(self):
-        self.level = False
-        self.rising = 0
-
-    def __call__(self, level):
-        if level and not self.level:
-            self.rising += 1
-        self.level = level
+from irqprobe import Irq
 
 
 @pytest.fixture

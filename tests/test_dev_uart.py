@@ -7,20 +7,10 @@ import pytest
 from devices.base import PortBus
 from devices.clock import ClockState, VirtualClock
 from devices.uart16550 import Uart16550, UartState
+from irqprobe import Irq
 
 B = 0x3F8
 RBR, IER, IIR, FCR, LCR, MCR, LSR, MSR, SCR = B, B + 1, B + 2, B + 2, B + 3, B + 4, B + 5, B + 6, B + 7
-
-
-class Irq:
-    def __init__(self):
-        self.level = False
-        self.rising = 0
-
-    def __call__(self, level):
-        if level and not self.level:
-            self.rising += 1
-        self.level = level
 
 
 @pytest.fixture
