@@ -39,6 +39,8 @@ except ImportError as exc:  # pragma: no cover - exercised on a broken install
 
 Cpu = _cpu_ext.Cpu
 from _native.mmu import NativeMMU  # noqa: E402  (after the library check's import order)
+from _native.ram import GuestRam  # noqa: E402
+from _native.ram_py import GuestRam as PyGuestRam  # noqa: E402
 
 
 def binding_library_address() -> int:
@@ -82,6 +84,8 @@ __all__ = [
     "Cpu",
     "PyCpu",
     "NativeMMU",
+    "GuestRam",
+    "PyGuestRam",
     "CalibrationError",
     "ContextLayout",
     "NativeBuildError",
