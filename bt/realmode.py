@@ -62,7 +62,10 @@ class _Reencoded:
 
 
 # SYSREG instructions after which the unit ends (they may change the mode).
-MODE_CHANGING = {"lmsw", "mov"}
+MODE_CHANGING = {"lmsw", "mov", "lidt"}   # lidt: int n bakes the IVT base in (see _inline_far)
+
+# Valid in protected mode only: #UD in real mode (SDM: "Real-Address Mode Exceptions").
+REAL_MODE_UD = {"arpl", "sldt", "str", "lldt", "ltr", "verr", "verw", "lar", "lsl"}
 
 
 def _abs32(addr: int) -> bytes:
@@ -144,7 +147,7 @@ class RealModeTranslator:
 
     def _ends(self, insn, bios: bool) -> bool:
         """Does the unit end after this instruction?  (Mirrors what _one emits.)"""
-        if not insn.ok:
+        if not insn.ok or insn.mnemonic in REAL_MODE_UD:
             return True
         if bios:
             return False
@@ -240,7 +243,7 @@ class RealModeTranslator:
 
     def _one(self, em, cs, ip, next_ip, insn, raw, linear, bios=False) -> bool:
         """Emit one guest instruction; True when the unit ends here."""
-        if not insn.ok:
+        if not insn.ok or insn.mnemonic in REAL_MODE_UD:
             self._callout(em, Kind.UD, cs, ip, next_ip, insn)
             return True
         flow = insn.flow                  # an int; compares equal to the Flow members
@@ -291,9 +294,12 @@ class RealModeTranslator:
         if sens in SENS_CALLOUT:
             kind = SENS_CALLOUT[sens]
             self._callout(em, kind, cs, ip, next_ip, insn)
-            # A mode change (lmsw / mov cr0) or a segment load of SS keeps the
-            # unit going only where nothing about the CPU mode can change.
-            return kind == Kind.SYSREG and insn.mnemonic in MODE_CHANGING
+            if kind == Kind.SYSREG and insn.mnemonic in MODE_CHANGING:
+                # The unit ends here (the mode or the IVT base may change); a
+                # handler that continues inline falls through into the next unit.
+                self._stub(em, cs, next_ip)
+                return True
+            return False
         if sens == Sens.CACHE_TLB:
             return False                   # invd / wbinvd / invlpg: nothing to do in real mode
         if sens == Sens.IO:
@@ -438,10 +444,18 @@ class RealModeTranslator:
             elif insn.opcode == 0xCA:
                 em.emit(b"\x66\x8d\xa4\x24" + struct.pack("<I", insn.imm & 0xFFFF))
         elif flow in (Flow.INT, Flow.INT3):
+            if flow == Flow.INT and insn.opcode != 0xCD:
+                return False                       # int1 (F1, ICEBP): a #DB trap, left to the callout
             vector = 3 if flow == Flow.INT3 else insn.imm & 0xFF
             entry = self.ivt_base() + 4 * vector
-            # pushf; cli; push cs; push next_ip; CS:IP from the IVT (guest memory, flat)
-            em.emit(b"\x66\x9c\xfa" + push_return + save
+            # pushf (the frame), then clear IF, TF and AC as real-mode delivery does:
+            # pushfd; pop dword cs:[SCRATCH_FLAGS]; and dword cs:[..], ~(AC|TF|IF);
+            # push dword cs:[..]; popfd (popfd undoes the and's own flag effects);
+            # push cs; push next_ip; CS:IP from the IVT (guest memory, flat)
+            clear = (b"\x9c" + b"\x2e\x8f\x05" + _abs32(abi.SCRATCH_FLAGS)
+                     + b"\x2e\x81\x25" + _abs32(abi.SCRATCH_FLAGS) + struct.pack("<I", 0xFFFBFCFF)
+                     + b"\x2e\xff\x35" + _abs32(abi.SCRATCH_FLAGS) + b"\x9d")
+            em.emit(b"\x66\x9c" + clear + push_return + save
                     + b"\x2e\x66\xa1" + _abs32(entry) + keep_ip
                     + b"\x2e\x66\xa1" + _abs32(entry + 2))
         else:
@@ -468,10 +482,11 @@ class RealModeTranslator:
         em.emit(self._reload(sreg))
         return True
 
-    def _mem_operand(self, insn, raw, opcode: bytes, reg: int, extra_disp: int) -> bytes | None:
+    def _mem_operand(self, insn, raw, opcode: bytes, reg: int, extra_disp: int, tail: bytes = b"") -> bytes | None:
         """Re-encode insn's 16-bit memory operand as `opcode /reg` with the
-        displacement moved by extra_disp (16-bit wrap, as the guest's EA wraps),
-        keeping its prefixes (a cs: override still borrows FS)."""
+        displacement moved by extra_disp (16-bit wrap, as the guest's EA wraps)
+        and `tail` (an immediate) after it, keeping its prefixes (a cs:
+        override still borrows FS around the whole instruction)."""
         if insn.addrsize != 16:
             return None
         np = insn.nprefixes
@@ -483,7 +498,7 @@ class RealModeTranslator:
             modrm, dbytes = (reg << 3) | rm, b""
         else:
             modrm, dbytes = (2 << 6) | (reg << 3) | rm, struct.pack("<H", (disp + extra_disp) & 0xFFFF)
-        fake = bytes(raw[:np]) + opcode + bytes([modrm]) + dbytes
+        fake = bytes(raw[:np]) + opcode + bytes([modrm]) + dbytes + tail
         return self._ident(_Reencoded(insn, len(fake)), fake)
 
     # -- instruction rewriting ------------------------------------------------------
@@ -514,8 +529,11 @@ class RealModeTranslator:
             if sreg > 5:
                 self._callout(em, Kind.UD, cs, ip, next_ip, insn)
                 return True
-            if sreg == 1:                                  # mov r16, cs: CS is known here
-                em.emit(b"\x66" + bytes([0xB8 + reg]) + struct.pack("<H", cs))
+            if sreg == 1:                                  # mov r16/r32, cs: CS is known here
+                if insn.eff_opsize == 32:                  # a 32-bit destination is zero-extended
+                    em.emit(bytes([0xB8 + reg]) + struct.pack("<I", cs))
+                else:
+                    em.emit(b"\x66" + bytes([0xB8 + reg]) + struct.pack("<H", cs))
             else:                                          # movzx r32, word cs:[VSEG+2*sreg] / mov r16, ...
                 addr = abi.VSEG + 2 * sreg
                 if insn.eff_opsize == 32:
@@ -536,9 +554,10 @@ class RealModeTranslator:
             # rare in real mode, left to the callout.
         if op == 0x8C and insn.reg <= 5 and insn.eff_opsize == 16:   # mov m16, sreg
             if insn.reg == 1:                                      # CS is known: mov word [m], imm16
-                store = self._mem_operand(insn, bytes(raw), opcode=b"\xc7", reg=0, extra_disp=0)
+                store = self._mem_operand(insn, bytes(raw), opcode=b"\xc7", reg=0, extra_disp=0,
+                                          tail=struct.pack("<H", cs))
                 if store is not None:
-                    em.emit(store + struct.pack("<H", cs))
+                    em.emit(store)
                     return False
             else:
                 store = self._mem_operand(insn, bytes(raw), opcode=b"\x89", reg=0, extra_disp=0)

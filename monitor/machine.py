@@ -177,6 +177,10 @@ class Machine:
         self.callouts.clear()
         self._new_tc_generation()
 
+    def flush_translations(self) -> None:
+        """Drop the whole TC (rare events: the guest moved its IVT)."""
+        self._flush_tc()
+
     def _new_tc_generation(self) -> None:
         """The shared lookup-miss callout at the start of a fresh TC."""
         rec = Callout(kind=Kind.LOOKUP_MISS, cs=0, ip=0, next_ip=0)
@@ -303,6 +307,8 @@ class Machine:
             self.stop(f"exception {vector} at {regs[EIP]:#x} outside translated guest code")
             return False
         self.stats[f"exception_{vector}"] += 1
+        # A fault inside a cs: operand's FS borrow leaves FS on the CS slot: reload it.
+        self.uc.reg_write(REAL_SEG_REGS[4], abi.slot_selector(4))
         ip = self.ops.deliver(regs, vector, guest_ip)
         regs[EIP] = self._tc_address(self.seg_value(CS), ip)
         self.cpu.write_gprs(regs)

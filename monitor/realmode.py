@@ -109,7 +109,7 @@ class RealModeOps:
         self.push16(regs, self.m.seg_value(CS))
         self.push16(regs, return_ip)
         regs[EFLAGS] &= ~(TF_BIT | IF_BIT | 0x40000)   # IF, TF and AC
-        ivt = (vector & 0xFF) * 4
+        ivt = self.vcpu.idtr[0] + (vector & 0xFF) * 4        # the real-mode IVT base is IDTR.base
         ip, cs = self.mem.read16(ivt), self.mem.read16(ivt + 2)
         self.m.load_seg(CS, cs)
         self.m.stats["interrupts_delivered"] += 1
@@ -124,6 +124,8 @@ class RealModeOps:
             flow = insn.flow
             if insn.opcode == 0xCC:
                 vector = 3
+            elif insn.opcode == 0xF1:
+                vector = 1                                   # int1 / ICEBP: #DB, a trap
             elif insn.opcode == 0xCE:
                 if not regs[EFLAGS] & 0x800:
                     return rec.next_ip
@@ -185,6 +187,8 @@ class RealModeOps:
             self.vcpu.halted = True
             return rec.next_ip
         if kind == Kind.UD:
+            if insn is not None and insn.ok and insn.mnemonic in ("sysenter", "sysexit"):
+                return self.deliver(regs, 13, rec.ip)        # #GP(0) in real mode (SDM)
             return self.deliver(regs, 6, rec.ip)
         if kind == Kind.CPUID:
             self.m.cpuid(regs)
@@ -241,8 +245,10 @@ class RealModeOps:
             if name == "lgdt":
                 self.vcpu.gdtr = (base, limit)
             else:
+                if base != self.vcpu.idtr[0]:
+                    self.m.flush_translations()          # int n has the IVT base built in
                 self.vcpu.idtr = (base, limit)
-            return None
+            return rec.next_ip if name == "lidt" else None
         if name in ("sgdt", "sidt"):
             base, limit = self.vcpu.gdtr if name == "sgdt" else self.vcpu.idtr
             lin = self.ea(regs, insn)

@@ -26,19 +26,11 @@ from monitor.fuzz.modes import MODES, Mode
 # tests/test_fuzz.py and an entry in docs/fuzzing.md).  `--include-known`
 # puts them back.
 KNOWN_BUGS = {
-    "arpl": "ARPL runs in real mode; hardware raises #UD (IDENT copy in a ring-0 PM code segment)",
-    "sysenter": "SYSENTER in real mode: hybrid86 raises #UD, hardware #GP(0)",
-    "sysexit": "SYSEXIT in real mode: hybrid86 raises #UD, hardware #GP(0)",
-    "mov-from-cr": "mov r32, crN ends the unit but its callout continues after itself: runs off the unit",
-    "mov-to-cr": "mov cr2/cr3/cr4, r32: same fall-off-the-unit as mov r32, crN",
-    "lidt": "int n translated after lidt in the same unit uses the old IVT base; exceptions ignore IDTR.base",
-    "cs-fault": "a fault in an instruction with a cs: operand (FS borrowed) leaves FS loaded with the CS slot",
-    "mov-r32-cs": "66 8C C8+r (mov r32, cs) keeps the register's upper half; P6 and later zero it",
+    # TF is not virtualized in BT: a single-step trap lands in translated code
+    # (docs/real-mode-bt.md). Ten other bugs the fuzzer found are fixed and
+    # have regression tests in tests/test_fuzz.py.
     "popf-stack": ("popf setting TF then a branch: the #DB lands in TC stub code (jcc: frame IP at the jcc, "
                    "not past it; jmp: VM stop 'exception 1 outside translated guest code'); TF is not virtualized"),
-    "cs-store-cs": ("mov word cs:[m], cs: the imm16 of the rewritten `mov word [m], imm16` is appended after "
-                    "the FS-restore of the cs: borrow, so the store writes TC bytes and FS is left borrowed"),
-    "ac-flag": "the in-TC int n / int3 / into delivery leaves EFLAGS.AC set; hardware clears IF, TF and AC",
 }
 # Unicorn departures the monitored path inherits (it runs whole blocks where the
 # reference single-steps), left out of generation the same way:
@@ -49,8 +41,8 @@ UNICORN_DEPARTURES = {
     "rcr": "the same lazy-flags bug as rcl",
     "cmpxchg8b": "Unicorn clears PF (SDM: unaffected) when cmpxchg8b follows a flag-setting op in one TB",
 }
-# int1 (F1) is never generated (Unicorn raises #UD, hardware #DB: no reference),
-# but it crashes the translator (TypeError): tests/test_fuzz.py has its xfail.
+# int1 (F1) is never generated: Unicorn raises #UD where hardware raises #DB,
+# so there is no reference (tests/test_fuzz.py checks the translator takes it).
 
 
 @dataclass
