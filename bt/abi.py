@@ -39,7 +39,6 @@ SCRATCH_EAX = VSTATE_LINEAR + 0x20  # u32: guest EAX while an indirect lookup us
 SCRATCH_ECX = VSTATE_LINEAR + 0x24  # u32: guest ECX while a landing pad uses ECX
 SLOT_SELS = VSTATE_LINEAR + 0x30    # 6 x u16 constants: slot_selector(sreg), for inline reloads
 SCRATCH_IP = VSTATE_LINEAR + 0x40   # u16: a far transfer's target IP while CS is updated
-SCRATCH_FLAGS = VSTATE_LINEAR + 0x44  # u32: EFLAGS while int n clears IF, TF and AC
 
 # Indirect-branch lookup: one u32 per 16-bit guest IP, the TC address of a
 # landing pad for that IP (which checks the guest CS) or of the miss callout.
