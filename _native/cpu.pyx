@@ -25,7 +25,6 @@ from unicorn import UcError
 from _native.layout import calibrate as _calibrate
 from _native.events import Event, EVENT_NAMES, PORT_ACTIONS, COUNTER_NAMES, has_error_code
 
-GPR_IDS = None  # filled below (python-visible for introspection)
 
 cdef int _GPR[10]
 _GPR[:] = [UC_X86_REG_EAX, UC_X86_REG_ECX, UC_X86_REG_EDX, UC_X86_REG_EBX,

@@ -256,7 +256,7 @@ class RealModeTranslator:
         if flow == Flow.JCC:
             # jcc rel32 -> taken stub (placed after the fall-through stub)
             jcc_at = em.emit(b"\x0f" + bytes([0x80 | (insn.opcode & 0x0F)]) + b"\0\0\0\0")
-            fall = self._stub(em, cs, next_ip)
+            self._stub(em, cs, next_ip)                # fall-through stub, right after the jcc
             taken = self._stub(em, cs, insn.target & 0xFFFF)
             struct.pack_into("<i", em.code, jcc_at - em.start + 2, taken - (jcc_at + 6))
             return True

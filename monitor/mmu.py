@@ -39,7 +39,6 @@ from monitor.memory import (
     DATA_LINEAR,
     MONITOR_LINEAR,
     MONITOR_PHYS,
-    PAGE,
     VOID_PHYS,
 )
 

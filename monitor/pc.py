@@ -11,7 +11,7 @@ Python services behind the ROM's callouts (monitor/bios).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Optional
 
@@ -29,7 +29,7 @@ from devices.vga_text import VgaText
 from monitor.bios import Bios
 from monitor.bios.context import SimpleDevices
 from monitor.machine import Machine
-from monitor.realmode import EFLAGS, EIP, VMStop
+from monitor.realmode import EFLAGS, VMStop
 from monitor.bios.rom import SVC_KEYBOARD_FN, SVC_TIMER
 from monitor.regs import FLAG_IF, FLAG_ZF, RegisterFile
 from monitor.vcpu import CS

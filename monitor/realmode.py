@@ -121,7 +121,6 @@ class RealModeOps:
         kind = rec.kind
         insn = rec.insn
         if kind == Kind.INT:
-            flow = insn.flow
             if insn.opcode == 0xCC:
                 vector = 3
             elif insn.opcode == 0xF1:
@@ -132,7 +131,6 @@ class RealModeOps:
                 vector = 4
             else:
                 vector = insn.imm & 0xFF
-            self.m.stats[f"int_{vector:02x}"] += 0
             return self.deliver(regs, vector, rec.next_ip)
         if kind == Kind.IRET:
             size = insn.eff_opsize

@@ -8,11 +8,9 @@ another reason (the reason is printed); 2 for bad input.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
 from devices.disk import DiskError, RawImage
 from monitor.pc import PC, PCConfig

@@ -880,7 +880,6 @@ def test_decode_rate(capsys):
     """Benchmark of the C API (docs/decoder.md quotes its output):
     python -m pytest tests/test_decoder.py -m long -k decode_rate -s"""
     import random
-    import time
     rng = random.Random(86)
     # A corpus of valid instructions drawn from the table's OK slots.
     pieces = []

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from monitor.fuzz import cli as fuzz_cli
-from monitor.fuzz.campaign import KNOWN_BUGS, Mismatch, assert_equivalent, check, run_campaign
-from monitor.fuzz.case import AC, STUB_OFF, STUB_SEG, Case, Item, case_from_bytes, layout, make_case
+from monitor.fuzz.campaign import KNOWN_BUGS, check, run_campaign
+from monitor.fuzz.case import AC, Case, Item, case_from_bytes, layout
 from monitor.fuzz.compare import compare, delivery, format_mismatch, memory_diffs
 from monitor.fuzz.flags import effect
 from monitor.fuzz.case import AF, CF, OF, PF, SF, ZF
@@ -159,7 +159,6 @@ def test_layout_keeps_branch_targets_inside_the_block_and_far_targets_on_the_nex
 
 def test_strategies_are_importable_and_decodable():
     from hypothesis import given, settings
-    from bt.decoder import decode_all
     from monitor.fuzz.strategies import real_mode_cases
 
     @settings(max_examples=40, deadline=None, database=None)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 
 def run(*args):
     return subprocess.run([sys.executable, "-m", "monitor", "run", *args], capture_output=True, text=True, timeout=60)
@@ -65,8 +63,6 @@ def test_bad_option_values(tmp_path):
 
 
 def test_interactive_needs_a_terminal(tmp_path):
-    import shutil
-
     from guests import guest_image
 
     img = guest_image("freedos/freedos-boot-1440k.img")

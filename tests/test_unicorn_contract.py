@@ -21,9 +21,9 @@ from unicorn import (
 )
 from unicorn import x86_const as X
 from unicorn.x86_const import (
-    UC_X86_REG_CR0, UC_X86_REG_CR2, UC_X86_REG_CR3, UC_X86_REG_CS, UC_X86_REG_DS,
+    UC_X86_REG_CR0, UC_X86_REG_CR2, UC_X86_REG_CR3, UC_X86_REG_CS,
     UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX, UC_X86_REG_EDX, UC_X86_REG_EFLAGS,
-    UC_X86_REG_EIP, UC_X86_REG_ES, UC_X86_REG_SS,
+    UC_X86_REG_EIP, UC_X86_REG_SS,
 )
 
 import _native

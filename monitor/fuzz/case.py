@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import random
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 RAM_SIZE = 2 << 20                  # guest RAM on both paths (Machine(memory_mb=2))
 BLOCK_LINEAR = 0x30000              # where the generated block starts

@@ -23,7 +23,6 @@ there).  The guest IP comes from where the run stopped (``halted_ip`` for a
 
 from __future__ import annotations
 
-import struct
 
 from bt import abi
 from monitor.fuzz.case import RAM_SIZE, Case

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from bt.decoder import decode
 from bt.opcodes import Attr, Flow, Imm, Kind, Sens, Status, entries
-from monitor.fuzz.case import (AC, AF, BLOCK_LINEAR, CF, DF, IF, IOPL, NT, OF, PF, RESET_CR0, SF, TF, ZF,
+from monitor.fuzz.case import (AC, AF, CF, DF, IF, IOPL, NT, OF, PF, RESET_CR0, SF, TF, ZF,
                                Item, make_case)
 
 MAX_ITEMS = 16
