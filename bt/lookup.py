@@ -85,6 +85,11 @@ class IndirectLookup:
         self.by_unit.clear()
         self.pad_counters.clear()
 
+    def retire_generation(self) -> None:
+        """Before a TC flush: keep the hits counted so far (the counters are freed)."""
+        self.retired_hits = self.hits()
+        self.pad_counters.clear()
+
     def hits(self) -> int:
         """Lookups that stayed in the TC (landing-pad entries)."""
         if self.counters is None:

@@ -55,8 +55,6 @@ class TCStats:
     insns: int = 0            # guest instructions translated
     bytes: int = 0            # TC bytes emitted
     chain_patches: int = 0    # continuation stubs patched into direct jumps
-    lookups: int = 0          # indirect/far/return target lookups
-    lookup_hits: int = 0      # ... that found a translation
     flushes: int = 0          # whole-TC flushes
     invalidated: int = 0      # units dropped by write traces
 

@@ -76,7 +76,7 @@ class Machine:
             is_checked=self.checked_pages.__contains__, ivt_base=lambda: self.vcpu.idtr[0])
         self.ops = RealModeOps(self)
         self.lookup = IndirectLookup(self.memory.monitor, self.counters)
-        self.pic = None                     # set by attach_pic()
+        self.pic = None                     # the interrupt controller (monitor/pc.py attaches it)
         self.bios = None                    # set by the PC builder
         self.stats = collections.Counter()  # callouts by kind, interrupts, ...
         self.dirty_pages: set[int] = set()
@@ -121,12 +121,11 @@ class Machine:
 
     def load_seg(self, sreg: int, value: int, reload: bool = True) -> None:
         """A real-mode segment load: value, base = value*16; the hidden limit stays."""
-        seg = self.vcpu.segs[sreg]                 # holds the hidden limit; value/base live in monitor data
-        seg.value, seg.base = value & 0xFFFF, (value & 0xFFFF) << 4
+        value &= 0xFFFF
         sel = abi.slot_selector(sreg)
         off = abi.GDT_LINEAR - MONITOR_LINEAR + sel
-        self.memory.monitor[off:off + 8] = D.data16(seg.base, seg.limit).encode()
-        self.mirror.seg(sreg, seg.value)
+        self.memory.monitor[off:off + 8] = D.data16(value << 4, self.vcpu.seg_limits[sreg]).encode()
+        self.mirror.seg(sreg, value)
         if reload and sreg != CS:
             self.uc.reg_write(REAL_SEG_REGS[sreg], sel)
 
@@ -159,27 +158,26 @@ class Machine:
         gprs[EIP] = self.eip
         self.cpu.write_gprs(gprs)
 
-    def _tc_address(self, cs: int, ip: int) -> int:
+    def _unit_for(self, cs: int, ip: int):
+        """The translation of cs:ip, made now if needed (flushing a full TC first)."""
         try:
-            unit = self.translator.translate(cs, ip)
+            return self.translator.translate(cs, ip)
         except TCFull:
-            self._flush_tc()
-            unit = self.translator.translate(cs, ip)
-        return unit.tc_start
+            self.flush_translations()
+            return self.translator.translate(cs, ip)
 
-    def _flush_tc(self) -> None:
+    def _tc_address(self, cs: int, ip: int) -> int:
+        return self._unit_for(cs, ip).tc_start
+
+    def flush_translations(self) -> None:
+        """Drop the whole TC (it is full, or the guest moved its IVT), keeping the counts."""
+        self.lookup.retire_generation()
         if self.counters is not None:
-            self.lookup.retired_hits = self.lookup.hits()
-            self.lookup.pad_counters.clear()
             self.counters.fold_and_reset(self.tc.all_units)
         self.tc.flush()
         self.incoming.clear()
         self.callouts.clear()
         self._new_tc_generation()
-
-    def flush_translations(self) -> None:
-        """Drop the whole TC (rare events: the guest moved its IVT)."""
-        self._flush_tc()
 
     def _new_tc_generation(self) -> None:
         """The shared lookup-miss callout at the start of a fresh TC."""
@@ -202,10 +200,7 @@ class Machine:
         self.stats[f"callout_{rec.kind.name.lower()}"] += 1
         try:
             if rec.kind == Kind.CHAIN:
-                target = self._chain(rec, index)
-                if target is None:
-                    return self._resume(regs, None, rec)
-                regs[EIP] = target
+                regs[EIP] = self._chain(rec, index)
                 return self._continue(regs, rec.target)
             if rec.kind == Kind.LOOKUP_MISS:
                 return self._lookup_miss(regs)
@@ -246,11 +241,14 @@ class Machine:
             if guest_ip is not None:
                 regs[EIP] = self._tc_address(self.seg_value(CS), guest_ip)
         if guest_ip is not None and regs[EFLAGS] & 0x200 and self.pic is not None and self.pic.has_interrupt():
-            vector = self.pic.acknowledge()
-            ip = self.ops.deliver(regs, vector, guest_ip)
-            regs[EIP] = self._tc_address(self.seg_value(CS), ip)
+            self._deliver(regs, self.pic.acknowledge(), guest_ip)
         self.cpu.write_gprs(regs)
         return True
+
+    def _deliver(self, regs, vector: int, return_ip: int) -> None:
+        """Deliver `vector` through the guest's IVT and point EIP at its handler's translation."""
+        ip = self.ops.deliver(regs, vector, return_ip)
+        regs[EIP] = self._tc_address(self.seg_value(CS), ip)
 
     def _stale(self, rec, regs) -> bool:
         """A checked unit's guest bytes changed: drop it and translate them again."""
@@ -271,25 +269,18 @@ class Machine:
         ip = regs[0] & 0xFFFF
         regs[0] = self.memory.monitor_word32(abi.SCRATCH_EAX)
         cs = self.seg_value(CS)
-        try:
-            unit = self.translator.translate(cs, ip)
-        except TCFull:
-            self._flush_tc()
-            unit = self.translator.translate(cs, ip)
+        unit = self._unit_for(cs, ip)
         self.lookup.misses += 1
         self.lookup.install(self.tc, cs, ip, unit)
         regs[EIP] = unit.tc_start
         return self._continue(regs, ip)
 
-    def _chain(self, rec, index: int) -> int | None:
+    def _chain(self, rec, index: int) -> int:
         """Translate a continuation's target and patch the stub into a direct jump."""
-        cs = rec.cs
-        try:
-            unit = self.translator.translate(cs, rec.target)
-        except TCFull:
-            self._flush_tc()
-            unit = self.translator.translate(cs, rec.target)
-            return unit.tc_start                     # the stub is gone with the flush
+        cs, generation = rec.cs, self.tc.generation
+        unit = self._unit_for(cs, rec.target)
+        if self.tc.generation != generation:
+            return unit.tc_start                     # the TC was flushed: the stub is gone
         if self.seg_value(CS) != cs:
             return unit.tc_start                     # never chain across a CS mismatch
         rel = unit.tc_start - (rec.site + 5)
@@ -309,8 +300,7 @@ class Machine:
         self.stats[f"exception_{vector}"] += 1
         # A fault inside a cs: operand's FS borrow leaves FS on the CS slot: reload it.
         self.uc.reg_write(REAL_SEG_REGS[4], abi.slot_selector(4))
-        ip = self.ops.deliver(regs, vector, guest_ip)
-        regs[EIP] = self._tc_address(self.seg_value(CS), ip)
+        self._deliver(regs, vector, guest_ip)
         self.cpu.write_gprs(regs)
         return True
 
@@ -384,7 +374,8 @@ class Machine:
             now = time.monotonic_ns() - epoch_ns
             if self.vcpu.halted:
                 if self.guest_if() and self.pic is not None and self.pic.has_interrupt():
-                    self._wake_with_interrupt()
+                    self.vcpu.halted = False
+                    self._take_interrupt(self.halted_ip)
                     continue
                 deadline = self.clock.next_deadline()
                 if deadline is None:
@@ -414,17 +405,14 @@ class Machine:
             if not self.vcpu.halted and self.pic is not None and self.pic.has_interrupt() and self.guest_if():
                 guest_ip = self.guest_ip_at(self.eip)
                 if guest_ip is not None:
-                    regs = self.cpu.read_gprs()
-                    ip = self.ops.deliver(regs, self.pic.acknowledge(), guest_ip)
-                    regs[EIP] = self.eip = self._tc_address(self.seg_value(CS), ip)
-                    self.cpu.write_gprs(regs)
+                    self._take_interrupt(guest_ip)
         return self.stop_reason
 
-    def _wake_with_interrupt(self) -> None:
-        self.vcpu.halted = False
+    def _take_interrupt(self, return_ip: int) -> None:
+        """Between runs: acknowledge the PIC's interrupt and enter its handler."""
         regs = self.cpu.read_gprs()
-        ip = self.ops.deliver(regs, self.pic.acknowledge(), self.halted_ip)
-        regs[EIP] = self.eip = self._tc_address(self.seg_value(CS), ip)
+        self._deliver(regs, self.pic.acknowledge(), return_ip)
+        self.eip = regs[EIP]
         self.cpu.write_gprs(regs)
 
     # -- statistics -----------------------------------------------------------------------

@@ -118,12 +118,10 @@ class PC:
                                           floppies=self.floppies, disks=self.disks, uarts=[self.uart])
         self.bios = Bios()
         self.ctx = BiosContextAdapter(self)
-        self.bios_calls = 0
         m.bios = self
-        self.key_waits = 0
+        self.key_waits = 0          # int 16h waits for a key (the guest idled in the BIOS)
         self.empty_polls = 0        # consecutive int 16h AH=01h/11h polls that found no key
         self.idle_halts = 0         # times idle detection halted the guest
-        self.on_poll: Optional[Callable[[], None]] = None
         m.memory.write(0xF0000, self.bios.rom.image)
         m.enter_real_mode(RESET_CS, RESET_IP)
 
@@ -145,7 +143,6 @@ class PC:
         for i, name in enumerate(SEG_NAMES):
             setattr(r, name, machine.seg_value(i))
         self.ctx.key_wait = False
-        self.bios_calls += 1
         poll = rec.service == SVC_KEYBOARD_FN and (regs[0] >> 8) & 0xFF in (0x01, 0x11)
         try:
             self.bios.service(rec.service, self.ctx)

@@ -178,6 +178,7 @@ class Runner:
         stats = machine.statistics()
         stats["seconds"] = round(elapsed, 3)
         stats["bios_calls"] = {f"{k:02x}": v for k, v in sorted(self.pc.bios.calls.items())}
+        stats["key_waits"] = self.pc.key_waits
         stats["idle_halts"] = self.pc.idle_halts
         self.pc.close()
         if self.found or self.quit:

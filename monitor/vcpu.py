@@ -1,10 +1,10 @@
 """The virtual CPU: guest architectural state the real CPU does not hold.
 
 While translated code runs, the general registers and the arithmetic flags are
-the real CPU's own; this object holds what is virtual: the guest's segment
-registers (values and hidden parts), its IF, its control and system registers.
-The segment values and IF are mirrored into monitor data, where translated code
-reads them (bt/abi.py).
+the real CPU's own; this object holds what is virtual: the hidden limits of
+the guest's segment registers and its control and system registers. The
+segment values and bases live in monitor data (bt/abi.py), where translated
+code loads them itself; the guest's IF is the real IF (docs/real-mode-bt.md).
 """
 
 from __future__ import annotations
@@ -19,15 +19,9 @@ ES, CS, SS, DS, FS, GS = range(6)
 
 
 @dataclass
-class SegmentCache:
-    value: int = 0          # the selector / real-mode paragraph the guest loaded
-    base: int = 0           # hidden base
-    limit: int = 0xFFFF     # hidden limit (kept across real-mode loads: unreal mode)
-
-
-@dataclass
 class VirtualCPU:
-    segs: list = field(default_factory=lambda: [SegmentCache() for _ in range(6)])
+    # Hidden limits of ES CS SS DS FS GS: a real-mode load keeps them (unreal mode).
+    seg_limits: list = field(default_factory=lambda: [0xFFFF] * 6)
     cr0: int = 0x60000010   # reset value: CD NW ET
     cr2: int = 0
     cr3: int = 0
@@ -36,9 +30,6 @@ class VirtualCPU:
     idtr: tuple = (0, 0x3FF)
     halted: bool = False    # waiting in hlt for an interrupt
 
-    @property
-    def real_mode(self) -> bool:
-        return not self.cr0 & 1
 
 
 class VirtualStateMirror:
