@@ -38,6 +38,8 @@ except ImportError as exc:  # pragma: no cover - exercised on a broken install
     ) from exc
 
 Cpu = _cpu_ext.Cpu
+from _native.blocks import BlockCounter  # noqa: E402
+from _native.blocks_py import BlockCounter as PyBlockCounter  # noqa: E402
 from _native.mmu import NativeMMU  # noqa: E402  (after the library check's import order)
 from _native.ram import GuestRam  # noqa: E402
 from _native.ram_py import GuestRam as PyGuestRam  # noqa: E402
@@ -84,6 +86,8 @@ __all__ = [
     "Cpu",
     "PyCpu",
     "NativeMMU",
+    "BlockCounter",
+    "PyBlockCounter",
     "GuestRam",
     "PyGuestRam",
     "CalibrationError",

@@ -2,30 +2,51 @@
 """The software MMU's TLB-fill hook in C (twin: monitor/mmu.py SoftMMU).
 
 Same policy, same state, same answers as the Python twin; the tests hold them
-equal page by page.  The hook runs without the GIL; it takes it only to tell
-the monitor about the first write to a traced page (a rare event).
+equal page by page, including the Accessed/Dirty bits the page walk writes
+into guest RAM.  The hook runs without the GIL; it takes it only to tell the
+monitor about the first write to a traced page (a rare event).  docs/mmu.md
+has the policy table.
 """
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
 from _native.uc_api cimport *
 
 from unicorn import UcError
 
+from monitor.mmu import PageFault
+
 # Layout constants, shared with monitor/memory.py (checked at construction).
 cdef uint64_t MONITOR_LINEAR = <uint64_t>0xFFC00000UL
-cdef uint64_t DATA_LINEAR = <uint64_t>0xFFF00000UL
+cdef uint64_t DATA_LINEAR = <uint64_t>0xFFF00000UL       # monitor data base: only _fill reads it
+cdef uint64_t TC_ALLOC_END = <uint64_t>0xFFEFF000UL      # the TC's last page (TC_UNTIL, U19)
 cdef uint64_t MONITOR_PHYS = <uint64_t>0x100000000ULL
 cdef uint64_t VOID_PHYS = <uint64_t>0x100400000ULL
 
+# Control-register, page-table-entry and #PF error-code bits (monitor/mmu.py).
+cdef uint32_t CR0_PE = 1, CR0_WP = 1 << 16, CR0_PG = 1U << 31, CR4_PSE = 1 << 4
+cdef uint32_t PTE_P = 0x01, PTE_RW = 0x02, PTE_US = 0x04, PTE_A = 0x20, PTE_D = 0x40, PTE_PS = 0x80
+cdef int PF_P = 1, PF_W = 2, PF_U = 4
+
 cdef struct MmuCore:
     uint64_t ram_size
+    uint8_t *ram             # host address of guest physical 0 (page tables)
     uint32_t a20_mask
     uint8_t *traced          # one bit per guest physical page
     uint64_t n_pages
     uint64_t fills
     uint64_t trace_hits
+    uint64_t faults          # page faults recorded by fills
     int trace_exit           # a fill refused a write to trace it
+    # guest control state
+    uint32_t cr0, cr3, cr4
+    int paging, wp, pse, user, de, cpl
+    uint32_t pdbr
+    # the last refused fill's page fault
+    int pf_valid
+    uint32_t pf_linear
+    int pf_code
     void *owner
 
 
@@ -39,27 +60,112 @@ cdef bint _on_trace(MmuCore *c, uint64_t pfn) noexcept with gil:
     return True
 
 
+cdef inline uint32_t _entry(MmuCore *c, uint32_t paddr) noexcept nogil:
+    """A page-table entry; tables beyond RAM read as 0 (not present)."""
+    cdef uint32_t v
+    if paddr >= c.ram_size:
+        return 0
+    memcpy(&v, c.ram + paddr, 4)
+    return v
+
+
+cdef inline void _store(MmuCore *c, uint32_t paddr, uint32_t value) noexcept nogil:
+    memcpy(c.ram + paddr, &value, 4)
+
+
+cdef int _walk(MmuCore *c, uint32_t linear, int write, int user, int set_ad,
+               uint64_t *phys, int *perms) noexcept nogil:
+    """32-bit paging walk.  Returns -1 with *phys / *perms set, or the #PF
+    error code.  Write permission only when allowed and the final entry is dirty."""
+    cdef int code = (PF_W if write else 0) | (PF_U if user else 0)
+    cdef uint32_t mask = c.a20_mask
+    cdef uint32_t pde_addr = (c.pdbr | ((linear >> 20) & 0xFFC)) & mask
+    cdef uint32_t pde = _entry(c, pde_addr)
+    cdef uint32_t pte_addr = 0, pte, rights, new, addr
+    cdef int big, writable
+    cdef uint32_t p
+    if not pde & PTE_P:
+        return code
+    big = (pde & PTE_PS) != 0 and c.pse
+    if big:
+        pte = pde
+        rights = pde
+        p = (pde & 0xFFC00000U) | (linear & 0x3FFFFFU)
+    else:
+        pte_addr = ((pde & 0xFFFFF000U) | ((linear >> 10) & 0xFFC)) & mask
+        pte = _entry(c, pte_addr)
+        if not pte & PTE_P:
+            return code
+        rights = pde & pte
+        p = (pte & 0xFFFFF000U) | (linear & 0xFFF)
+    if user and not rights & PTE_US:
+        return code | PF_P
+    writable = (rights & PTE_RW) != 0 or (not user and not c.wp)
+    if write and not writable:
+        return code | PF_P
+    if set_ad:                              # present entries are in RAM (_entry)
+        if not big and not pde & PTE_A:
+            _store(c, pde_addr, pde | PTE_A)
+        new = pte | PTE_A | (PTE_D if write else 0)     # the PTE, or the 4 MiB PDE
+        if new != pte:
+            addr = pde_addr if big else pte_addr
+            _store(c, addr, new)
+        pte = new
+    phys[0] = p & mask
+    if writable and pte & PTE_D:
+        perms[0] = UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC
+    else:
+        perms[0] = UC_PROT_READ | UC_PROT_EXEC
+    return -1
+
+
+cdef inline bint _refuse(MmuCore *c, uint64_t page, int code) noexcept nogil:
+    c.pf_valid = 1
+    c.pf_linear = <uint32_t>page
+    c.pf_code = code
+    c.faults += 1
+    return False
+
+
 cdef bint _fill(uc_engine *uc, uint64_t vaddr, uc_mem_type access, uc_tlb_entry *result, void *user) noexcept nogil:
     cdef MmuCore *c = <MmuCore *>user
     cdef uint64_t page = vaddr & ~(<uint64_t>0xFFF)
     cdef uint64_t phys, pfn
+    cdef int perms, code
+    cdef int data = access != UC_MEM_FETCH
     c.fills += 1
     if page >= MONITOR_LINEAR:
-        if page < DATA_LINEAR:
-            if access == UC_MEM_FETCH:
+        if page >= DATA_LINEAR:
+            # Monitor data: read-write in BT; read-only in DE, where a guest
+            # write or fetch faults.
+            if not c.de:
                 result.paddr = MONITOR_PHYS + (page - MONITOR_LINEAR)
-                result.perms = UC_PROT_EXEC
-            else:
-                result.paddr = VOID_PHYS
                 result.perms = UC_PROT_READ | UC_PROT_WRITE
+                return True
+            if access == UC_MEM_WRITE:
+                return _refuse(c, page, PF_P | PF_W | (PF_U if c.user else 0))
+            if access == UC_MEM_FETCH:
+                return _refuse(c, page, PF_P | (PF_U if c.user else 0))
+            result.paddr = MONITOR_PHYS + (page - MONITOR_LINEAR)
+            result.perms = UC_PROT_READ
             return True
-        result.paddr = MONITOR_PHYS + (page - MONITOR_LINEAR)
-        result.perms = UC_PROT_READ | UC_PROT_WRITE
-        return True
-    phys = page & <uint64_t>c.a20_mask
+        if not data and (not c.de or page == TC_ALLOC_END):
+            result.paddr = MONITOR_PHYS + (page - MONITOR_LINEAR)
+            result.perms = UC_PROT_EXEC          # the TC: fetch-only
+            return True
+        # Otherwise a TC linear page is the guest's own memory.
+    if c.paging:
+        code = _walk(c, <uint32_t>page, access == UC_MEM_WRITE, c.user, 1, &phys, &perms)
+        if code >= 0:
+            return _refuse(c, page, code)
+    else:
+        phys = page & <uint64_t>c.a20_mask
+        perms = UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC
+    if data and page >= MONITOR_LINEAR:
+        perms &= ~UC_PROT_EXEC                   # a fetch there must ask again
     if phys >= c.ram_size:
         result.paddr = VOID_PHYS
-        result.perms = UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC
+        result.perms = perms
         return True
     pfn = phys >> 12
     if c.traced[pfn >> 3] & (1 << (pfn & 7)):
@@ -70,10 +176,10 @@ cdef bint _fill(uc_engine *uc, uint64_t vaddr, uc_mem_type access, uc_tlb_entry 
             c.trace_exit = 1
             return False
         result.paddr = phys
-        result.perms = UC_PROT_READ | UC_PROT_EXEC
+        result.perms = perms & ~UC_PROT_WRITE
         return True
     result.paddr = phys
-    result.perms = UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC
+    result.perms = perms
     return True
 
 
@@ -95,8 +201,8 @@ cdef class NativeMMU:
         from monitor import memory as layout
         from unicorn import UC_TLB_VIRTUAL
 
-        if (layout.MONITOR_LINEAR, layout.DATA_LINEAR, layout.MONITOR_PHYS, layout.VOID_PHYS) != (
-                MONITOR_LINEAR, DATA_LINEAR, MONITOR_PHYS, VOID_PHYS):
+        if (layout.MONITOR_LINEAR, layout.DATA_LINEAR, layout.TC_ALLOC_END, layout.MONITOR_PHYS,
+                layout.VOID_PHYS) != (MONITOR_LINEAR, DATA_LINEAR, TC_ALLOC_END, MONITOR_PHYS, VOID_PHYS):
             raise RuntimeError("monitor/memory.py layout differs from _native/mmu.pyx")
         self.uc = uc
         self.memory = memory
@@ -104,6 +210,7 @@ cdef class NativeMMU:
         self.on_code_write = on_code_write
         self.pending_error = None
         self.core.ram_size = memory.ram_size
+        self.core.ram = <uint8_t *><size_t>memory.ram_address
         self.core.n_pages = (memory.ram_size + 0xFFF) >> 12
         self.core.traced = <uint8_t *>calloc((self.core.n_pages >> 3) + 1, 1)
         self.core.a20_mask = <uint32_t>0xFFEFFFFFU
@@ -129,12 +236,34 @@ cdef class NativeMMU:
         return self.core.trace_hits
 
     @property
+    def faults(self):
+        return self.core.faults
+
+    @property
     def trace_exit(self):
         return bool(self.core.trace_exit)
 
     @trace_exit.setter
     def trace_exit(self, value):
         self.core.trace_exit = 1 if value else 0
+
+    @property
+    def page_fault(self):
+        """(linear page, error code) of the last fill refused by a page fault, or None."""
+        if not self.core.pf_valid:
+            return None
+        return (self.core.pf_linear, self.core.pf_code)
+
+    @page_fault.setter
+    def page_fault(self, value):
+        if value is None:
+            self.core.pf_valid = 0
+        else:
+            self.core.pf_linear, self.core.pf_code = value
+            self.core.pf_valid = 1
+
+    def clear_page_fault(self):
+        self.core.pf_valid = 0
 
     @property
     def a20_mask(self):
@@ -149,6 +278,87 @@ cdef class NativeMMU:
         if mask != self.core.a20_mask:
             self.core.a20_mask = mask
             self.flush()
+
+    # -- guest control state (see monitor/mmu.py for the semantics) -----------
+
+    @property
+    def cr0(self):
+        return self.core.cr0
+
+    @property
+    def cr3(self):
+        return self.core.cr3
+
+    @property
+    def cr4(self):
+        return self.core.cr4
+
+    @property
+    def paging(self):
+        return bool(self.core.paging)
+
+    @property
+    def cpl(self):
+        return self.core.cpl
+
+    @property
+    def world(self):
+        return "de" if self.core.de else "bt"
+
+    def set_control(self, uint64_t cr0, uint64_t cr3, uint64_t cr4):
+        """The guest's CR0, CR3, CR4; flushes when the translation changes.
+        A guest `mov cr3` with the same value must be followed by flush()."""
+        cdef uint32_t c0 = <uint32_t>cr0, c3 = <uint32_t>cr3, c4 = <uint32_t>cr4
+        cdef int paging = (c0 & (CR0_PG | CR0_PE)) == (CR0_PG | CR0_PE)
+        cdef int wp = (c0 & CR0_WP) != 0, pse = (c4 & CR4_PSE) != 0
+        cdef uint32_t pdbr = c3 & 0xFFFFF000U
+        cdef int changed = paging != self.core.paging or (paging and (
+            wp != self.core.wp or pse != self.core.pse or pdbr != self.core.pdbr))
+        self.core.cr0, self.core.cr3, self.core.cr4 = c0, c3, c4
+        self.core.paging, self.core.wp, self.core.pse, self.core.pdbr = paging, wp, pse, pdbr
+        if changed:
+            self.flush()
+
+    def set_cpl(self, int cpl):
+        """The guest's CPL; flushes when user/supervisor changes with paging on."""
+        if not 0 <= cpl <= 3:
+            raise ValueError(f"CPL must be 0..3, not {cpl!r}")
+        cdef int user = cpl == 3
+        self.core.cpl = cpl
+        if user != self.core.user:
+            self.core.user = user
+            if self.core.paging:
+                self.flush()
+
+    def set_world(self, world):
+        """'bt' (translated code from the TC) or 'de' (direct execution)."""
+        if world not in ("bt", "de"):
+            raise ValueError(f"world must be 'bt' or 'de', not {world!r}")
+        cdef int de = world == "de"
+        if de != self.core.de:
+            self.core.de = de
+            self.flush()
+
+    def invlpg(self, linear):
+        """Unicorn has no single-page invalidation for the virtual TLB (only
+        UC_CTL_TLB_FLUSH): flush everything."""
+        self.flush()
+
+    def walk(self, uint64_t linear, int access, cpl=None, bint set_ad=True):
+        """Guest linear -> guest physical for the monitor's own access; raises
+        monitor.mmu.PageFault (see SoftMMU.walk)."""
+        cdef uint32_t lin = <uint32_t>linear
+        cdef uint64_t phys
+        cdef int perms, code, user
+        if not self.core.paging:
+            return lin & self.core.a20_mask
+        user = (self.core.cpl if cpl is None else cpl) == 3
+        code = _walk(&self.core, lin, access == UC_MEM_WRITE, user, set_ad, &phys, &perms)
+        if code >= 0:
+            raise PageFault(lin, code)
+        return phys
+
+    # -- write traces -----------------------------------------------------------
 
     def is_traced(self, uint64_t pfn):
         return pfn < self.core.n_pages and bool(self.core.traced[pfn >> 3] & (1 << (pfn & 7)))

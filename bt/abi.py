@@ -8,13 +8,31 @@ maps the monitor-data pages for data access only).
 
 from monitor.memory import DATA_LINEAR
 
-# Shadow GDT (at GDT_LINEAR), entry index * 8.
-GDT_LINEAR = DATA_LINEAR
-GDT_ENTRIES = 16
-SEL_TC_CODE = 0x08        # 32-bit code, base 0, 4 GiB, readable, DPL 0
-SEL_MON_DATA = 0x10       # 32-bit data, base 0, 4 GiB, DPL 0
-SEL_SLOT_BASE = 0x18      # + 8 * sreg index (ES CS SS DS FS GS): the guest's segments
-SEL_CODE16 = 0x48         # 16-bit code, base 0 (world-switch stub)
+# Monitor data layout (offsets from DATA_LINEAR):
+#   0x00000  virtual state read by translated code (one page, below)
+#   0x01000  the shadow GDT: 8192 entries, index-for-index with the guest's GDT,
+#            the monitor's own descriptors in its top 32 entries (MON_GDT_INDEX)
+#   0x11000  the shadow LDT (8192 entries)
+#   0x21000  the monitor's stack page (world-switch frames)
+#   0x22000  LOOKUP (indirect branches), then the execution counters
+VSTATE_LINEAR = DATA_LINEAR
+GDT_LINEAR = DATA_LINEAR + 0x1000
+GDT_ENTRIES = 8192
+GDT_LIMIT = GDT_ENTRIES * 8 - 1
+LDT_LINEAR = DATA_LINEAR + 0x11000
+STACK_PAGE = DATA_LINEAR + 0x21000
+STACK_TOP = STACK_PAGE + 0x1000
+
+# The monitor's own descriptors sit in the top 32 entries of the shadow GDT,
+# with DPL 0 and beyond any guest GDT limit below 0xFF00: a ring-3 guest that
+# loads one gets #GP(selector), exactly what its own CPU gives for a selector
+# past its table's limit (docs/protected-mode.md).
+MON_GDT_INDEX = GDT_ENTRIES - 32
+SEL_TC_CODE = MON_GDT_INDEX * 8 + 0x08     # 32-bit code, base 0, 4 GiB, readable, DPL 0
+SEL_MON_DATA = MON_GDT_INDEX * 8 + 0x10    # 32-bit data, base 0, 4 GiB, DPL 0
+SEL_SLOT_BASE = MON_GDT_INDEX * 8 + 0x18   # + 8 * sreg index (ES CS SS DS FS GS): the guest's segments
+SEL_CODE16 = MON_GDT_INDEX * 8 + 0x48      # 16-bit code, base 0 (world-switch stub)
+MON_GDT_SELECTORS = (SEL_TC_CODE, SEL_MON_DATA) + tuple(SEL_SLOT_BASE + 8 * i for i in range(6)) + (SEL_CODE16,)
 
 
 def slot_descriptor(sreg: int) -> int:
@@ -31,7 +49,6 @@ def slot_selector(sreg: int) -> int:
 
 
 # Virtual state read by translated code (at VSTATE_LINEAR).
-VSTATE_LINEAR = DATA_LINEAR + 0x1000
 VSEG = VSTATE_LINEAR + 0x00       # 6 x u16: guest segment values ES CS SS DS FS GS
 SCRATCH_FS = VSTATE_LINEAR + 0x14  # u16: real FS saved while FS is borrowed
 CS_SLOT_SEL = VSTATE_LINEAR + 0x18  # u16: constant slot_selector(1), loaded into FS
@@ -39,10 +56,14 @@ SCRATCH_EAX = VSTATE_LINEAR + 0x20  # u32: guest EAX while an indirect lookup us
 SCRATCH_ECX = VSTATE_LINEAR + 0x24  # u32: guest ECX while a landing pad uses ECX
 SLOT_SELS = VSTATE_LINEAR + 0x30    # 6 x u16 constants: slot_selector(sreg), for inline reloads
 SCRATCH_IP = VSTATE_LINEAR + 0x40   # u16: a far transfer's target IP while CS is updated
+REENTRY_TARGET = VSTATE_LINEAR + 0x48  # u32: TC address the world-switch re-entry stub jumps to
+DE_ESP = VSTATE_LINEAR + 0x4C       # u32: the DE-entry frame's address on the monitor stack
+REAL_SELS = VSTATE_LINEAR + 0x50    # 6 x u16: what the re-entry stub loads into ES..GS (slot or 0)
+MON_SS_SEL = VSTATE_LINEAR + 0x5C   # u16: constant SEL_MON_DATA
 
 # Indirect-branch lookup: one u32 per 16-bit guest IP, the TC address of a
 # landing pad for that IP (which checks the guest CS) or of the miss callout.
-LOOKUP_LINEAR = DATA_LINEAR + 0x10000
+LOOKUP_LINEAR = DATA_LINEAR + 0x22000
 LOOKUP_ENTRIES = 0x10000
 
 # Per-unit execution counters (u64 each), for "guest instructions run in BT".

@@ -31,6 +31,9 @@ class Kind(IntEnum):
     UD = 17           # invalid opcode: deliver #UD
     LOOKUP_MISS = 18  # ret / indirect jmp / call whose target has no landing pad yet
     STALE = 19        # a checked unit found its guest bytes changed: retranslate
+    FLAGS = 20        # cli sti pushf popf at guest CPL > 0 (protected mode)
+    IO = 21           # in/out at guest CPL > 0: the monitor checks IOPL and the TSS bitmap (U7)
+    SYS = 22          # sysenter / sysexit
 
 
 @dataclass

@@ -162,13 +162,8 @@ class RealModeTranslator:
         guest_len = sum(((nxt - cur) & 0xFFFF) for cur, nxt, *_ in plan)
         pages = sorted({p[4] >> 12 for p in plan} | {(p[4] + ((p[1] - p[0]) & 0xFFFF) - 1) >> 12 for p in plan})
         checked = any(self.is_checked(p) for p in pages)
-        em = Emitter(self.tc.top)
-        counter = -1
-        if self.counters is not None:
-            from monitor.counters import increment
-
-            counter = self.counters.allocate()
-            em.emit(increment(counter))          # flag-free u32 increment (monitor/counters.py)
+        em = self._new_emitter()
+        counter = self._emit_counter(em)
         fixups = self._emit_check(em, first_linear, guest_len) if checked else []
         insn_map: list[tuple[int, int]] = []
         ended = False
@@ -178,15 +173,36 @@ class RealModeTranslator:
         if not ended:
             self._stub(em, cs, plan[-1][1])         # fall through into the next unit
         if fixups:
-            # The check's mismatch path: restore ECX, then the STALE callout.
-            stale = em.emit(b"\x2e\x8b\x0d" + _abs32(abi.SCRATCH_ECX))
-            self._callout(em, Kind.STALE, cs, plan[0][0], plan[0][0], None)
-            for at in fixups:
-                struct.pack_into("<i", em.code, at - em.start, stale - (at + 4))
+            self._emit_stale_path(em, cs, plan[0][0], fixups)
+        return self._commit(em, key, guest_len, tuple(pages), insn_map, len(plan), counter, checked)
+
+    # -- pieces shared with the protected-mode translator (bt/protmode.py) ----------
+
+    def _new_emitter(self) -> Emitter:
+        return Emitter(self.tc.top)
+
+    def _emit_counter(self, em: Emitter) -> int:
+        if self.counters is None:
+            return -1
+        from monitor.counters import increment
+
+        counter = self.counters.allocate()
+        em.emit(increment(counter))          # flag-free u32 increment (monitor/counters.py)
+        return counter
+
+    def _emit_stale_path(self, em: Emitter, cs, ip: int, fixups: list[int]) -> None:
+        """The check's mismatch path: restore ECX, then the STALE callout."""
+        stale = em.emit(b"\x2e\x8b\x0d" + _abs32(abi.SCRATCH_ECX))
+        self._callout(em, Kind.STALE, cs, ip, ip, None)
+        for at in fixups:
+            struct.pack_into("<i", em.code, at - em.start, stale - (at + 4))
+
+    def _commit(self, em: Emitter, key, guest_len: int, pages: tuple, insn_map, n_insns: int,
+                counter: int, checked: bool) -> Unit:
         if len(em.code) > self.tc.room():
             raise TCFull()
         unit = Unit(key=key, tc_start=em.start, tc_end=em.here, guest_len=guest_len,
-                    pages=tuple(pages), insn_map=insn_map, n_insns=len(plan), counter=counter)
+                    pages=tuple(pages), insn_map=insn_map, n_insns=n_insns, counter=counter)
         unit.checked = checked
         self.tc.write_fresh(em.start, bytes(em.code))
         self.tc.top = em.here
@@ -202,7 +218,7 @@ class RealModeTranslator:
         Compares the guest bytes with their values at translation time, four
         at a time, without touching the guest's flags (mov + lea + jecxz);
         returns the positions of the rel32 fields to point at the stale path."""
-        data = self.read_linear(linear, length)
+        data = self._code_bytes(linear, length)
         fixups = []
         em.emit(b"\x2e\x89\x0d" + _abs32(abi.SCRATCH_ECX))        # save ECX
         chunks = []
@@ -223,6 +239,9 @@ class RealModeTranslator:
             fixups.append(em.emit(b"\xe9\0\0\0\0") + 1)           # jmp stale
         em.emit(b"\x2e\x8b\x0d" + _abs32(abi.SCRATCH_ECX))        # restore ECX
         return fixups
+
+    def _code_bytes(self, linear: int, length: int) -> bytes:
+        return self.read_linear(linear, length)
 
     @staticmethod
     def _is_bios_callout(insn, linear: int) -> bool:
@@ -520,12 +539,16 @@ class RealModeTranslator:
                    + out + b"\x2e\x8e\x25" + _abs32(abi.SCRATCH_FS))
         return out
 
-    def _seg_read(self, em, cs, ip, next_ip, insn, raw) -> bool:
+    def _seg_read(self, em, cs, ip, next_ip, insn, raw, cs_rec=None) -> bool:
+        """Segment reads from the virtual registers; `cs` is the guest's CS
+        value, `cs_rec` what callout records carry (the code context in
+        protected mode, the CS value in real mode)."""
+        cs_rec = cs if cs_rec is None else cs_rec
         op = insn.opcode
         if op == 0x8C and insn.mod == 3:                  # mov r16/r32, sreg
             sreg, reg = insn.reg, insn.rm
             if sreg > 5:
-                self._callout(em, Kind.UD, cs, ip, next_ip, insn)
+                self._callout(em, Kind.UD, cs_rec, ip, next_ip, insn)
                 return True
             if sreg == 1:                                  # mov r16/r32, cs: CS is known here
                 if insn.eff_opsize == 32:                  # a 32-bit destination is zero-extended
@@ -565,5 +588,5 @@ class RealModeTranslator:
                             + store                                                   # mov [m], ax
                             + b"\x2e\xa1" + _abs32(abi.SCRATCH_EAX))                # restore EAX
                     return False
-        self._callout(em, Kind.SEG_READ, cs, ip, next_ip, insn)
+        self._callout(em, Kind.SEG_READ, cs_rec, ip, next_ip, insn)
         return False

@@ -55,3 +55,62 @@ class GuestMemory:
 
     def write32(self, linear: int, value: int) -> None:
         self.write(linear, struct.pack("<I", value & 0xFFFFFFFF))
+
+
+class VirtualMemory:
+    """The monitor's accesses to guest memory by *linear* address in protected
+    mode: through the guest's page tables when paging is on (the software
+    MMU's walk, which sets accessed and dirty bits as hardware does and raises
+    monitor.mmu.PageFault), through the A20 mask otherwise."""
+
+    def __init__(self, guestmem: GuestMemory, mmu):
+        self.gm = guestmem
+        self.mmu = mmu
+
+    def phys(self, linear: int, access: int, cpl: int) -> int:
+        return self.mmu.walk(linear & 0xFFFFFFFF, access, cpl)
+
+    def read(self, linear: int, size: int, cpl: int = 0) -> bytes:
+        from unicorn import UC_MEM_READ
+
+        out = bytearray()
+        while len(out) < size:
+            lin = (linear + len(out)) & 0xFFFFFFFF
+            chunk = min(size - len(out), 0x1000 - (lin & 0xFFF))
+            out += self.gm.read(self.phys(lin, UC_MEM_READ, cpl), chunk)
+        return bytes(out)
+
+    def write(self, linear: int, data: bytes, cpl: int = 0) -> None:
+        from unicorn import UC_MEM_WRITE
+
+        # Translate every page first, so that a fault leaves memory untouched.
+        spans, done = [], 0
+        while done < len(data):
+            lin = (linear + done) & 0xFFFFFFFF
+            chunk = min(len(data) - done, 0x1000 - (lin & 0xFFF))
+            spans.append((self.phys(lin, UC_MEM_WRITE, cpl), done, chunk))
+            done += chunk
+        for phys, at, chunk in spans:
+            self.gm.write(phys, data[at:at + chunk])
+
+    def read_code(self, linear: int, size: int, cpl: int) -> tuple[bytes, list[int]]:
+        """Up to `size` bytes of guest code and the physical pages they came
+        from, stopping at the first unmapped page (PageFault if the first
+        byte is unmapped)."""
+        from unicorn import UC_MEM_FETCH
+
+        from monitor.mmu import PageFault
+
+        out, pages = bytearray(), []
+        while len(out) < size:
+            lin = (linear + len(out)) & 0xFFFFFFFF
+            chunk = min(size - len(out), 0x1000 - (lin & 0xFFF))
+            try:
+                phys = self.phys(lin, UC_MEM_FETCH, cpl)
+            except PageFault:
+                if not out:
+                    raise
+                break
+            pages.append(phys >> 12)
+            out += self.gm.read(phys, chunk)
+        return bytes(out), pages

@@ -31,17 +31,22 @@ import _native
 from bt import abi
 from bt.callouts import Callout, CalloutTable, Kind
 from bt.lookup import IndirectLookup
+from bt.protmode import CodeContext, ProtectedModeTranslator
 from bt.realmode import RealModeTranslator
 from bt.tc import TCFull, TranslationCache
 from devices.base import PortBus
 from devices.clock import VirtualClock
 from monitor import descriptors as D
 from monitor.counters import CounterPool
-from monitor.guestmem import GuestMemory
+from monitor.guestmem import GuestMemory, VirtualMemory
 from monitor.memory import MONITOR_LINEAR, TC_LINEAR, TC_SIZE, TC_UNTIL, PhysicalMemory
-from monitor.mmu import SoftMMU
-from monitor.realmode import EFLAGS, EIP, RealModeOps, VMStop
-from monitor.vcpu import CS, VirtualCPU, VirtualStateMirror
+from monitor.mmu import PageFault, SoftMMU
+from monitor.modes import World, decide_state
+from monitor.protmode import GuestFault, ProtectedModeOps, v86_segment
+from monitor.realmode import EFLAGS, EIP, ESP, RealModeOps, VMStop
+from monitor.shadow import is_reversible
+from monitor.vcpu import CS, SS, VirtualCPU, VirtualStateMirror
+from monitor.worlds import WS_TRAP, WorldSwitch
 
 log = logging.getLogger("hybrid86.monitor.machine")
 
@@ -75,6 +80,19 @@ class Machine:
             counters=self.counters, a20_mask=lambda: self.mmu.a20_mask,
             is_checked=self.checked_pages.__contains__, ivt_base=lambda: self.vcpu.idtr[0])
         self.ops = RealModeOps(self)
+        self.vmem = VirtualMemory(self.guestmem, self.mmu)
+        self.pm_translator = ProtectedModeTranslator(
+            self.tc, self.callouts, self._read_code, self.mmu.trace_page,
+            counters=self.counters, is_checked=self.checked_pages.__contains__)
+        self.pm_ops = ProtectedModeOps(self)
+        self.world = World.BT               # which world the real CPU is in
+        self.de_counter = None
+        if count_instructions:
+            # Instructions run in DE: a block hook over guest addresses (the TC is outside it).
+            counter_class = _native.BlockCounter if native else _native.PyBlockCounter
+            self.de_counter = counter_class(self.uc, 0, TC_LINEAR - 1, self._count_block)
+            self.de_counter.enable(True)
+        self.de_pending = None              # an event to deliver when a run starts at WS_TRAP
         self.lookup = IndirectLookup(self.memory.monitor, self.counters)
         self.pic = None                     # the interrupt controller (monitor/pc.py attaches it)
         self.bios = None                    # set by the PC builder
@@ -87,6 +105,7 @@ class Machine:
         self.exit_status: int | None = None
         self.eip = TC_LINEAR
         self._install_shadow_gdt()
+        self.worlds = WorldSwitch(self)
         self._new_tc_generation()
         self.cpu.set_vector_handler(3, self._on_callout)
         for vector in range(256):
@@ -97,7 +116,7 @@ class Machine:
 
     def _install_shadow_gdt(self) -> None:
         """The real CPU's GDTR points at the shadow GDT in monitor data, never the guest's."""
-        gdt = bytearray(abi.GDT_ENTRIES * 8)
+        gdt = bytearray(abi.GDT_ENTRIES * 8)       # index-for-index with the guest's (monitor/worlds.py)
         gdt[abi.SEL_TC_CODE:abi.SEL_TC_CODE + 8] = D.code32().encode()
         gdt[abi.SEL_MON_DATA:abi.SEL_MON_DATA + 8] = D.data32().encode()
         gdt[abi.SEL_CODE16:abi.SEL_CODE16 + 8] = D.code16().encode()
@@ -126,8 +145,178 @@ class Machine:
         off = abi.GDT_LINEAR - MONITOR_LINEAR + sel
         self.memory.monitor[off:off + 8] = D.data16(value << 4, self.vcpu.seg_limits[sreg]).encode()
         self.mirror.seg(sreg, value)
+        self.mirror.real_selector(sreg, sel)
         if reload and sreg != CS:
             self.uc.reg_write(REAL_SEG_REGS[sreg], sel)
+
+    def set_segment(self, sreg: int, sel: int, desc) -> None:
+        """A protected-mode (or V8086) segment register: selector and cached
+        descriptor (None: a null selector).  The slot gets the descriptor at
+        DPL 0 (the TC runs at CPL 0); the CS slot is a data segment with CS's
+        base for `cs:` operands.  The real register is reloaded now when the
+        real CPU is in BT, else by the re-entry stub."""
+        v = self.vcpu
+        v.segs[sreg] = (sel & 0xFFFF, desc)
+        self.mirror.seg(sreg, sel)
+        slot = abi.slot_selector(sreg)
+        off = abi.GDT_LINEAR - MONITOR_LINEAR + slot
+        if desc is None:
+            self.memory.monitor[off:off + 8] = bytes(8)
+            real = 0
+        else:
+            v.seg_limits[sreg] = desc.limit & 0xFFFFFFFF
+            access = desc.access & ~0x60 | D.ACC_ACCESSED
+            if sreg == CS:
+                access = D.ACC_PRESENT | D.ACC_S | D.ACC_RW | D.ACC_ACCESSED
+            self.memory.monitor[off:off + 8] = D.Descriptor(desc.base, desc.limit, access, desc.flags).encode()
+            real = slot
+        self.mirror.real_selector(sreg, real)
+        if sreg != CS and self.world is World.BT:
+            self.uc.reg_write(REAL_SEG_REGS[sreg], real)
+
+    def set_real_ldtr(self, sel: int, base: int, limit: int) -> None:
+        from unicorn.x86_const import UC_X86_REG_LDTR
+        self.uc.reg_write(UC_X86_REG_LDTR, (sel, base, limit, 0x82))
+
+    def guest_eflags(self, regs) -> int:
+        """The guest's EFLAGS: the real ones (IF included, docs/real-mode-bt.md)
+        with the virtual VM bit."""
+        return (regs[EFLAGS] & ~0x20000) | (0x20000 if self.vcpu.eflags_vm else 0) | 2
+
+    def set_guest_eflags(self, regs, value: int) -> None:
+        self.vcpu.eflags_vm = bool(value & 0x20000)
+        regs[EFLAGS] = (value & ~0x20000 & 0x3F7FD7) | 2
+
+    def code_context(self) -> CodeContext:
+        sel, desc = self.vcpu.segs[CS]
+        return CodeContext(sel, desc.base, bool(desc.big), self.vcpu.cpl)
+
+    def current_cs(self):
+        """What units are keyed on: the CS value in real mode, the code context in protected mode."""
+        return self.code_context() if self.vcpu.pe else self.seg_value(CS)
+
+    def _count_block(self, address: int, size: int) -> int:
+        """Guest instructions in a block the real CPU ran in DE (asked once per block)."""
+        from bt.decoder import decode
+
+        v = self.vcpu
+        bits = 16 if v.eflags_vm or not (v.segs[CS][1] and v.segs[CS][1].big) else 32
+        try:
+            code = self.vmem.read(address, size, cpl=0) + bytes(15)
+        except PageFault:
+            return 1
+        n = off = 0
+        while off < size:
+            insn = decode(code[off:off + 15], 0, bits)
+            off += insn.length if insn.ok else 1
+            n += 1
+        return n
+
+    def _read_code(self, linear: int, size: int):
+        return self.vmem.read_code(linear, size, self.vcpu.cpl)
+
+    # -- control registers ------------------------------------------------------------
+
+    def write_cr0(self, value: int) -> None:
+        v = self.vcpu
+        old = v.cr0
+        v.cr0 = value | 0x10
+        if (old ^ value) & 1:
+            if value & 1:
+                self._enter_protected_mode()
+            else:
+                self._leave_protected_mode()
+        self.paging_changed()
+
+    def _enter_protected_mode(self) -> None:
+        """PE 0 -> 1: every segment keeps its real-mode cache (CS too, until the far jump)."""
+        v = self.vcpu
+        v.cpl = 0
+        for sreg in range(6):
+            value = self.seg_value(sreg)
+            base = self.mirror.read_base(sreg)
+            if sreg == CS:
+                desc = D.code16(base, v.seg_limits[sreg])
+            else:
+                desc = D.data16(base, v.seg_limits[sreg])
+            v.segs[sreg] = (value, desc)
+
+    def _leave_protected_mode(self) -> None:
+        """PE 1 -> 0: the caches stay (unreal mode); the next far jump reloads CS."""
+        self.vcpu.cpl = 0
+
+    def paging_changed(self, flush: bool = False) -> None:
+        v = self.vcpu
+        self.mmu.set_control(v.cr0, v.cr3, v.cr4)
+        if flush:
+            self.mmu.flush()
+
+    def invlpg(self, linear: int) -> None:
+        self.mmu.invlpg(linear)
+
+    def tsc(self) -> int:
+        return self.clock.now_ns       # a 1 GHz time-stamp counter on virtual time
+
+    # -- worlds -------------------------------------------------------------------------
+
+    def decision(self, regs):
+        v = self.vcpu
+        reversible = True
+        if v.pe and not v.eflags_vm and v.cpl == 3:
+            reversible = all(self._reversible(s) for s in range(6))
+        return decide_state(v.cr0, self.guest_eflags(regs), v.cpl if v.pe else 0, reversible)
+
+    def _reversible(self, sreg: int) -> bool:
+        sel, desc = self.vcpu.segs[sreg]
+        if desc is None:
+            return True
+        try:
+            entry = self.pm_ops.table_entry(sel)
+        except PageFault:
+            return False
+        return is_reversible(desc, entry[0] if entry else None)
+
+    def enter_world_de(self) -> None:
+        self.world = World.DE
+        self.mmu.set_world("de")
+        self.mmu.set_cpl(3)
+        self.stats["world_switches_to_de"] += 1
+
+    def enter_world_bt(self) -> None:
+        self.world = World.BT
+        self.mmu.set_world("bt")
+        self.mmu.set_cpl(self.vcpu.cpl if self.vcpu.pe else 0)
+        self.stats["world_switches_to_bt"] += 1
+
+    def guest_target(self, regs, eip: int) -> int:
+        """Where the real CPU continues for guest EIP `eip` in the current
+        state: a translation (BT), or the DE entry stub with its frame written."""
+        v = self.vcpu
+        for _ in range(4):
+            if v.pe and self.decision(regs).direct:
+                return self.worlds.prepare_de(regs, eip)
+            if self.world is World.DE:
+                self.enter_world_bt()
+            self.mmu.set_cpl(v.cpl if v.pe else 0)
+            try:
+                return self._tc_address(self.current_cs(), eip)
+            except PageFault as pf:
+                eip = self._fault_at(regs, GuestFault(14, pf.error_code, pf.linear), eip)
+        raise VMStop(f"page faults while fetching the handler of a page fault at {eip:#x}")
+
+    def _fault_at(self, regs, fault: GuestFault, eip: int) -> int:
+        """Deliver `fault` raised by the instruction at guest `eip`; returns the handler's EIP."""
+        self.stats[f"exception_{fault.vector}"] += 1
+        if fault.vector == 14:
+            self.vcpu.cr2 = fault.cr2 & 0xFFFFFFFF
+            self.stats["page_faults_reflected"] += 1
+        if not self.vcpu.pe:
+            return self.ops.deliver(regs, fault.vector, eip)
+        try:
+            return self.pm_ops.deliver(regs, fault.vector, eip, fault.error_code)
+        except (GuestFault, PageFault) as second:
+            raise VMStop(f"exception {fault.vector} at {eip:#x} could not be delivered ({second}): "
+                         "double faults are not virtualized") from None
 
     def seg_value(self, sreg: int) -> int:
         """A guest segment register (translated code may have loaded it inline)."""
@@ -158,13 +347,15 @@ class Machine:
         gprs[EIP] = self.eip
         self.cpu.write_gprs(gprs)
 
-    def _unit_for(self, cs: int, ip: int):
-        """The translation of cs:ip, made now if needed (flushing a full TC first)."""
+    def _unit_for(self, cs, ip: int):
+        """The translation of cs:ip, made now if needed (flushing a full TC first).
+        `cs` is a CS value (real mode) or a CodeContext (protected mode)."""
+        translator = self.pm_translator if isinstance(cs, CodeContext) else self.translator
         try:
-            return self.translator.translate(cs, ip)
+            return translator.translate(cs, ip)
         except TCFull:
             self.flush_translations()
-            return self.translator.translate(cs, ip)
+            return translator.translate(cs, ip)
 
     def _tc_address(self, cs: int, ip: int) -> int:
         return self._unit_for(cs, ip).tc_start
@@ -193,11 +384,15 @@ class Machine:
     def _on_callout(self, vector: int, error_code: int, is_int: bool) -> bool:
         regs = self.cpu.read_gprs()
         site = regs[EIP] - 1
+        if self.world is World.DE:
+            return self._leave_de(regs, vector, error_code, is_int)
         if not (TC_LINEAR <= site < TC_LINEAR + TC_SIZE):
             return self._on_exception(vector, error_code, is_int)
         index = self.tc.read_u32(regs[EIP])
         rec = self.callouts[index]
         self.stats[f"callout_{rec.kind.name.lower()}"] += 1
+        protected = isinstance(rec.cs, CodeContext)
+        saved = list(regs) if protected else None
         try:
             if rec.kind == Kind.CHAIN:
                 regs[EIP] = self._chain(rec, index)
@@ -208,18 +403,32 @@ class Machine:
                 return self._stale(rec, regs)
             if rec.kind == Kind.BIOS:
                 next_ip = self.bios_callout(rec, regs)
+            elif protected:
+                try:
+                    next_ip = self.pm_ops.handle(rec, regs)
+                except PageFault as pf:
+                    raise GuestFault(14, pf.error_code, pf.linear) from None
             else:
                 next_ip = self.ops.handle(rec, regs)
+        except GuestFault as fault:
+            regs[:] = saved
+            next_ip = self._fault_at(regs, fault, rec.ip)
         except VMStop as stop:
             self.stop(str(stop))
             regs[EIP] = rec.site
             self.cpu.write_gprs(regs)
             return False
-        return self._resume(regs, next_ip, rec)
+        try:
+            return self._resume(regs, next_ip, rec)
+        except VMStop as stop:
+            self.stop(str(stop))
+            regs[EIP] = rec.site
+            self.cpu.write_gprs(regs)
+            return False
 
     def _resume(self, regs, next_ip, rec) -> bool:
         if self.vcpu.halted:
-            regs[EIP] = self._tc_address(self.seg_value(CS), next_ip)
+            regs[EIP] = self.guest_target(regs, next_ip)
             self.halted_ip = next_ip
             self.cpu.write_gprs(regs)
             return False
@@ -230,7 +439,7 @@ class Machine:
             regs[EIP] = rec.resume
             guest_ip = None
         else:
-            regs[EIP] = self._tc_address(self.seg_value(CS), next_ip)
+            regs[EIP] = self.guest_target(regs, next_ip)
             guest_ip = next_ip
         return self._continue(regs, guest_ip)
 
@@ -239,23 +448,84 @@ class Machine:
         if self.dirty_pages:
             self._invalidate_dirty()
             if guest_ip is not None:
-                regs[EIP] = self._tc_address(self.seg_value(CS), guest_ip)
+                regs[EIP] = self.guest_target(regs, guest_ip)
         if guest_ip is not None and regs[EFLAGS] & 0x200 and self.pic is not None and self.pic.has_interrupt():
             self._deliver(regs, self.pic.acknowledge(), guest_ip)
         self.cpu.write_gprs(regs)
         return True
 
     def _deliver(self, regs, vector: int, return_ip: int) -> None:
-        """Deliver `vector` through the guest's IVT and point EIP at its handler's translation."""
-        ip = self.ops.deliver(regs, vector, return_ip)
-        regs[EIP] = self._tc_address(self.seg_value(CS), ip)
+        """Deliver external interrupt `vector` (IVT or IDT) and point EIP at its handler."""
+        if self.vcpu.pe:
+            try:
+                ip = self.pm_ops.deliver(regs, vector, return_ip)
+            except (GuestFault, PageFault) as err:
+                raise VMStop(f"interrupt {vector:#x} could not be delivered: {err}") from None
+        else:
+            ip = self.ops.deliver(regs, vector, return_ip)
+        regs[EIP] = self.guest_target(regs, ip)
+
+    # -- leaving direct execution (inside the interrupt hook) ----------------------------
+
+    def _leave_de(self, regs, vector: int, error_code: int, is_int: bool) -> bool:
+        """An exception, `int n` or the WS_TRAP in DE: bring the guest state
+        back from the real CPU, deliver the event, continue in BT (or DE)."""
+        v = self.vcpu
+        pending, self.de_pending = self.de_pending, None
+        if pending is not None and regs[EIP] == WS_TRAP + 1:
+            regs[EIP] = pending[1]
+        self._sync_from_de(regs)              # (self.world stays DE: no real segment reloads yet)
+        eip = regs[EIP]
+        try:
+            if pending is not None:
+                kind, at, arg = pending
+                if kind == "irq":
+                    target = self.pm_ops.deliver(regs, arg, at)
+                else:                                              # ("fault", eip, GuestFault)
+                    target = self._fault_at(regs, arg, at)
+            elif is_int:
+                self.stats["de_software_interrupts"] += 1
+                target = self.pm_ops.deliver(regs, vector, eip, soft=vector != 1)
+            elif vector == 13 and not v.eflags_vm and self.vmem.read(
+                    (v.segs[CS][1].base + eip) & 0xFFFFFFFF, 2, cpl=3) == b"\x0f\x34":
+                target = self.pm_ops.sysenter(regs)                 # sysenter from ring 3 (real SYSENTER_CS = 0)
+            else:
+                code = error_code if vector in (8, 10, 11, 12, 13, 14, 17) else None
+                target = self._fault_at(regs, GuestFault(vector, code), eip)
+            if self.pic is not None and self.guest_eflags(regs) & 0x200 and self.pic.has_interrupt():
+                target = self.pm_ops.deliver(regs, self.pic.acknowledge(), target)
+            addr = self.guest_target(regs, target)
+        except (GuestFault, PageFault, VMStop) as err:
+            self.stop(str(err) if isinstance(err, VMStop) else f"fault while leaving DE: {err}")
+            return False
+        self.worlds.recipe_to_ring0(regs, addr)
+        self.cpu.write_gprs(regs)
+        return True
+
+    def _sync_from_de(self, regs) -> None:
+        """The guest's segment registers as the real CPU left them in DE."""
+        v = self.vcpu
+        v.eflags_vm = bool(regs[EFLAGS] & 0x20000)
+        sels = self.cpu.read_segs()
+        for sreg in range(6):
+            sel = sels[sreg]
+            if v.eflags_vm:
+                self.set_segment(sreg, sel, v86_segment(sel))
+            elif sel != v.segs[sreg][0]:
+                if sel & 0xFFFC == 0:
+                    self.set_segment(sreg, sel, None)
+                else:
+                    entry = self.pm_ops.table_entry(sel)
+                    self.set_segment(sreg, sel, D.decode(entry[0]) if entry else None)
+        v.cpl = 3
 
     def _stale(self, rec, regs) -> bool:
         """A checked unit's guest bytes changed: drop it and translate them again."""
-        unit = self.tc.units.get(("real", rec.cs, rec.ip))
+        key = ("pm", rec.cs, rec.ip) if isinstance(rec.cs, CodeContext) else ("real", rec.cs, rec.ip)
+        unit = self.tc.units.get(key)
         if unit is not None:
             self._drop_unit(unit)
-        regs[EIP] = self._tc_address(rec.cs, rec.ip)
+        regs[EIP] = self.guest_target(regs, rec.ip)
         return self._continue(regs, rec.ip)
 
     def _drop_unit(self, unit) -> None:
@@ -281,7 +551,7 @@ class Machine:
         unit = self._unit_for(cs, rec.target)
         if self.tc.generation != generation:
             return unit.tc_start                     # the TC was flushed: the stub is gone
-        if self.seg_value(CS) != cs:
+        if self.current_cs() != cs:
             return unit.tc_start                     # never chain across a CS mismatch
         rel = unit.tc_start - (rec.site + 5)
         self.tc.patch(rec.site, b"\xe9" + rel.to_bytes(4, "little", signed=True))
@@ -290,17 +560,24 @@ class Machine:
         return unit.tc_start
 
     def _on_exception(self, vector: int, error_code: int, is_int: bool) -> bool:
-        """A CPU exception raised by translated code: deliver it through the guest's IVT."""
+        """A CPU exception raised by translated code: deliver it to the guest."""
         regs = self.cpu.read_gprs()
+        if self.world is World.DE:
+            return self._leave_de(regs, vector, error_code, is_int)
         unit = self.tc.unit_at(regs[EIP])
         guest_ip = unit.guest_ip_at(regs[EIP]) if unit is not None else None
         if guest_ip is None:
             self.stop(f"exception {vector} at {regs[EIP]:#x} outside translated guest code")
             return False
-        self.stats[f"exception_{vector}"] += 1
         # A fault inside a cs: operand's FS borrow leaves FS on the CS slot: reload it.
-        self.uc.reg_write(REAL_SEG_REGS[4], abi.slot_selector(4))
-        self._deliver(regs, vector, guest_ip)
+        self.uc.reg_write(REAL_SEG_REGS[4], self.mirror.read_real_selector(4))
+        code = error_code if self.vcpu.pe and vector in (8, 10, 11, 12, 13, 14, 17) else None
+        try:
+            ip = self._fault_at(regs, GuestFault(vector, code), guest_ip)
+            regs[EIP] = self.guest_target(regs, ip)
+        except VMStop as stop:
+            self.stop(str(stop))
+            return False
         self.cpu.write_gprs(regs)
         return True
 
@@ -389,12 +666,24 @@ class Machine:
                 continue
             deadline = self.clock.next_deadline()
             slice_ns = SLICE_NS if deadline is None else max(10_000, min(SLICE_NS, deadline - now))
+            begin = self.eip
+            if self.world is World.DE:
+                if (self.de_pending is None and self.pic is not None and self.guest_if()
+                        and self.pic.has_interrupt()):
+                    self.de_pending = ("irq", self.eip, self.pic.acknowledge())
+                if self.de_pending is not None:
+                    begin = (WS_TRAP - self.vcpu.segs[CS][1].base) & 0xFFFFFFFF   # leave DE at once
             try:
-                self.cpu.run(self.eip, TC_UNTIL, timeout_us=slice_ns // 1000)
+                self.cpu.run(begin, TC_UNTIL, timeout_us=slice_ns // 1000)
             except UcError as err:
-                if not (self.mmu.trace_exit and err.errno == UC_ERR_EXCEPTION):
+                if err.errno != UC_ERR_EXCEPTION:
                     raise
-                self.mmu.trace_exit = False      # a write trace: resume at the writing instruction
+                if self.mmu.page_fault is not None:
+                    self._page_fault_after_run()
+                elif self.mmu.trace_exit:
+                    self.mmu.trace_exit = False  # a write trace: resume at the writing instruction
+                else:
+                    raise
             self.eip = self.cpu.read_gprs()[EIP]
             self.clock.advance_to(max(self.clock.now_ns, time.monotonic_ns() - epoch_ns))
             if self.dirty_pages:
@@ -402,7 +691,8 @@ class Machine:
             if self.counters is not None and time.monotonic() - last_fold > 1.0:
                 self.counters.fold()             # u32 counters never get near wrapping
                 last_fold = time.monotonic()
-            if not self.vcpu.halted and self.pic is not None and self.pic.has_interrupt() and self.guest_if():
+            if (self.world is World.BT and not self.vcpu.halted and self.pic is not None
+                    and self.pic.has_interrupt() and self.guest_if()):
                 guest_ip = self.guest_ip_at(self.eip)
                 if guest_ip is not None:
                     self._take_interrupt(guest_ip)
@@ -411,8 +701,35 @@ class Machine:
     def _take_interrupt(self, return_ip: int) -> None:
         """Between runs: acknowledge the PIC's interrupt and enter its handler."""
         regs = self.cpu.read_gprs()
-        self._deliver(regs, self.pic.acknowledge(), return_ip)
+        try:
+            self._deliver(regs, self.pic.acknowledge(), return_ip)
+        except VMStop as stop:
+            self.stop(str(stop))
+            return
         self.eip = regs[EIP]
+        self.cpu.write_gprs(regs)
+
+    def _page_fault_after_run(self) -> None:
+        """The TLB fill refused an access the guest's page tables do not allow
+        (the run ended at the faulting instruction, U8): reflect #PF."""
+        linear, code = self.mmu.page_fault
+        self.mmu.clear_page_fault()
+        regs = self.cpu.read_gprs()
+        fault = GuestFault(14, code, linear)
+        if self.world is World.DE:
+            self.de_pending = ("fault", regs[EIP], fault)   # delivered from the hook (U17)
+            return
+        unit = self.tc.unit_at(regs[EIP])
+        guest_ip = unit.guest_ip_at(regs[EIP]) if unit is not None else None
+        if guest_ip is None:
+            self.stop(f"page fault at {linear:#x} outside translated guest code (EIP {regs[EIP]:#x})")
+            return
+        self.uc.reg_write(REAL_SEG_REGS[4], self.mirror.read_real_selector(4))
+        try:
+            regs[EIP] = self.guest_target(regs, self._fault_at(regs, fault, guest_ip))
+        except VMStop as stop:
+            self.stop(str(stop))
+            return
         self.cpu.write_gprs(regs)
 
     # -- statistics -----------------------------------------------------------------------
@@ -421,7 +738,9 @@ class Machine:
         tc = self.tc.stats
         out = {
             "bt_instructions": self.counters.executed(self.tc.all_units) if self.counters else None,
-            "de_instructions": 0,
+            "de_instructions": self.de_counter.instructions if self.de_counter else None,
+            "de_blocks": self.de_counter.blocks if self.de_counter else None,
+            "world_switches": self.worlds.switches,
             "units_translated": tc.units,
             "guest_instructions_translated": tc.insns,
             "tc_bytes": tc.bytes,
@@ -435,6 +754,9 @@ class Machine:
             "tlb_fills": self.mmu.fills,
             "traces_fired": self.stats["traces_fired"],
             "interrupts_delivered": self.stats["interrupts_delivered"],
+            "page_faults_reflected": self.stats["page_faults_reflected"],
+            "de_software_interrupts": self.stats["de_software_interrupts"],
+            "sysenter": self.stats["sysenter"],
             "callouts": {k[len("callout_"):]: v for k, v in sorted(self.stats.items()) if k.startswith("callout_")},
             "exceptions": {k: v for k, v in sorted(self.stats.items()) if k.startswith("exception_")},
             "io": self.cpu.counters,

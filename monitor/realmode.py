@@ -256,10 +256,9 @@ class RealModeOps:
         if name == "lmsw" or (name == "mov" and insn.opcode == 0x22 and insn.reg == 0):
             value = self.rm16(regs, insn) if name == "lmsw" else regs[insn.rm]
             new = (self.vcpu.cr0 & ~0xF | value & 0xF) if name == "lmsw" else value
-            if new & 1:
-                raise VMStop("the guest switched to protected mode, which this build "
-                             "does not run yet (protected mode arrives with issue 4)")
-            self.vcpu.cr0 = new
+            if new & 0x80000000 and not new & 1:
+                return self.deliver(regs, 13, rec.ip)
+            self.m.write_cr0(new)                       # PE 0 -> 1 enters protected mode
             return rec.next_ip
         if name == "mov" and insn.opcode == 0x20:                  # mov r32, crN
             crs = {0: self.vcpu.cr0, 2: self.vcpu.cr2, 3: self.vcpu.cr3, 4: self.vcpu.cr4}
@@ -272,8 +271,10 @@ class RealModeOps:
                 self.vcpu.cr2 = regs[insn.rm]
             elif insn.reg == 3:
                 self.vcpu.cr3 = regs[insn.rm]
+                self.m.paging_changed()
             elif insn.reg == 4:
                 self.vcpu.cr4 = regs[insn.rm]
+                self.m.paging_changed()
             else:
                 return self.deliver(regs, 6, rec.ip)
             return None

@@ -29,6 +29,20 @@ class VirtualCPU:
     gdtr: tuple = (0, 0xFFFF)   # (base, limit)
     idtr: tuple = (0, 0x3FF)
     halted: bool = False    # waiting in hlt for an interrupt
+    # Protected mode (monitor/protmode.py): the six segment registers as
+    # (selector, cached descriptor or None for a null selector), CPL, the
+    # guest's LDTR (selector, base, limit) and TR (selector, base, limit, type).
+    segs: list = field(default_factory=lambda: [(0, None)] * 6)
+    cpl: int = 0
+    eflags_vm: bool = False   # the guest's EFLAGS.VM (the real CPU's VM is 1 only in DE)
+    ldtr: tuple = (0, 0, 0)
+    tr: tuple = (0, 0, 0, 0)
+    msr: dict = field(default_factory=dict)
+    dr: list = field(default_factory=lambda: [0, 0, 0, 0, 0, 0, 0xFFFF0FF0, 0x400])
+
+    @property
+    def pe(self) -> bool:
+        return bool(self.cr0 & 1)
 
 
 
@@ -46,8 +60,21 @@ class VirtualStateMirror:
 
     def constants(self) -> None:
         struct.pack_into("<H", self.view, self._off(abi.CS_SLOT_SEL), abi.slot_selector(CS))
+        struct.pack_into("<H", self.view, self._off(abi.MON_SS_SEL), abi.SEL_MON_DATA)
         for sreg in range(6):
             struct.pack_into("<H", self.view, self._off(abi.SLOT_SELS) + 2 * sreg, abi.slot_selector(sreg))
+            self.real_selector(sreg, abi.slot_selector(sreg))
+
+    def real_selector(self, sreg: int, sel: int) -> None:
+        """The selector the re-entry stub loads into real segment register `sreg`
+        (the slot, or 0 for a null guest selector)."""
+        struct.pack_into("<H", self.view, self._off(abi.REAL_SELS) + 2 * sreg, sel)
+
+    def read_real_selector(self, sreg: int) -> int:
+        return struct.unpack_from("<H", self.view, self._off(abi.REAL_SELS) + 2 * sreg)[0]
+
+    def word32(self, linear: int, value: int) -> None:
+        struct.pack_into("<I", self.view, self._off(linear), value & 0xFFFFFFFF)
 
     def read_seg(self, sreg: int) -> int:
         """The guest's segment value as translated code last left it."""

@@ -23,6 +23,8 @@ there).  The guest IP comes from where the run stopped (``halted_ip`` for a
 
 from __future__ import annotations
 
+from monitor.realmode import VMStop
+
 
 from bt import abi
 from monitor.fuzz.case import RAM_SIZE, Case
@@ -68,6 +70,15 @@ def run_monitored(case: Case, native: bool = True, timeout_s: float = REAL_TIMEO
         return translate(cs, ip)
 
     m.translator.translate = guarded
+    enter_cr0 = m.write_cr0
+
+    def write_cr0(value):
+        # A real-mode case ends where the guest enters protected mode (both paths).
+        if value & 1 and not m.vcpu.cr0 & 1:
+            raise VMStop("the guest entered protected mode: the real-mode case ends here")
+        enter_cr0(value)
+
+    m.write_cr0 = write_cr0
     m.on_poll = lambda: m.stop("halted") if m.vcpu.halted else None
     if machine_hook is not None:
         machine_hook(m)

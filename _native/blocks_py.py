@@ -1,0 +1,37 @@
+"""Pure-Python twin of _native/blocks.pyx (same interface, same counts)."""
+
+from __future__ import annotations
+
+from unicorn import UC_HOOK_BLOCK
+
+
+class BlockCounter:
+    native = False
+
+    def __init__(self, uc, begin: int, end: int, count_fn):
+        self.count_fn = count_fn
+        self.pending_error = None
+        self._enabled = False
+        self._cache: dict[tuple[int, int], int] = {}
+        self.instructions = 0
+        self.blocks = 0
+        self.misses = 0
+        self._hook = uc.hook_add(UC_HOOK_BLOCK, self._on_block, None, begin, end)
+
+    def _on_block(self, uc, address, size, _ud):
+        if not self._enabled:
+            return
+        self.blocks += 1
+        key = (address, size)
+        n = self._cache.get(key)
+        if n is None:
+            self.misses += 1
+            n = max(1, int(self.count_fn(address, size)))
+            self._cache[key] = n
+        self.instructions += n
+
+    def enable(self, on: bool) -> None:
+        self._enabled = bool(on)
+
+    def forget(self) -> None:
+        self._cache.clear()
