@@ -47,6 +47,7 @@ cdef struct CpuCore:
     int event_is_int                # 1 when it came from int n / int3 / into
     uint32_t event_eip              # EIP at the event (fault: the instruction)
     uint64_t counters[N_COUNTERS]
+    int io_check                    # 1: ask Python's io_check before every IN/OUT (DE, U7)
     void *owner                     # borrowed pointer to the owning Cpu object
 
 cdef class Cpu:
@@ -57,6 +58,7 @@ cdef class Cpu:
     cdef object _io_read               # callable(port, size) -> int
     cdef object _io_write              # callable(port, size, value)
     cdef object _pending_error         # exception raised inside a handler
+    cdef object _io_check              # callable(port, size, is_write) -> bool, or None
     cdef uc_hook _h_intr, _h_in, _h_out
     cdef bint _hooks_installed
 

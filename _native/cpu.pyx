@@ -135,9 +135,22 @@ cdef void _dispatch_out(CpuCore *c, uint32_t port, int size, uint32_t value) noe
         uc_emu_stop(c.uc)
 
 
+cdef bint _check_io(CpuCore *c, uint32_t port, int size, int is_write) noexcept with gil:
+    cdef Cpu cpu = <Cpu>c.owner
+    try:
+        return bool(cpu._io_check(port, size, bool(is_write)))
+    except BaseException as exc:
+        cpu._pending_error = exc
+        c.event_kind = EV_HANDLER_ERROR
+        uc_emu_stop(c.uc)
+        return False
+
+
 cdef uint32_t _on_in(uc_engine *uc, uint32_t port, int size, void *user_data) noexcept nogil:
     cdef CpuCore *c = <CpuCore *>user_data
     cdef uint8_t action = c.port_action[port & 0xFFFF]
+    if c.io_check and not _check_io(c, port, size, 0):
+        return _ones(size)
     if action == PORT_PYTHON:
         c.counters[C_IO_PYTHON] += 1
         return _dispatch_in(c, port, size)
@@ -151,6 +164,8 @@ cdef uint32_t _on_in(uc_engine *uc, uint32_t port, int size, void *user_data) no
 cdef void _on_out(uc_engine *uc, uint32_t port, int size, uint32_t value, void *user_data) noexcept nogil:
     cdef CpuCore *c = <CpuCore *>user_data
     cdef uint8_t action = c.port_action[port & 0xFFFF]
+    if c.io_check and not _check_io(c, port, size, 1):
+        return
     if action == PORT_PYTHON:
         c.counters[C_IO_PYTHON] += 1
         _dispatch_out(c, port, size, value)
@@ -188,6 +203,7 @@ cdef class Cpu:
         self._io_read = None
         self._io_write = None
         self._pending_error = None
+        self._io_check = None
         self._hooks_installed = False
 
     def __dealloc__(self):
@@ -303,6 +319,13 @@ cdef class Cpu:
         """read(port, size) -> int and write(port, size, value) for claimed ports."""
         self._io_read = read
         self._io_write = write
+
+    def set_io_check(self, check):
+        """check(port, size, is_write) -> bool, asked before every IN/OUT
+        (None: no check).  A refused access reads all ones / writes nothing;
+        the check itself stops the machine (U7: the CPU cannot fault it)."""
+        self._io_check = check
+        self.core.io_check = 0 if check is None else 1
 
     def claim_ports(self, int base, int count, action="python"):
         """Set what the IN/OUT hooks do for ports base..base+count-1."""

@@ -77,6 +77,7 @@ class Cpu:
         self._io_read = None
         self._io_write = None
         self._port_action = bytearray(0x10000)
+        self._io_check = None
         self._pending_error: BaseException | None = None
         self._hooks: list[int] = []
         self._counters = dict.fromkeys(COUNTER_NAMES, 0)
@@ -179,7 +180,23 @@ class Cpu:
                 self._event[0] = 4
         uc.emu_stop()
 
+    def set_io_check(self, check) -> None:
+        self._io_check = check
+
+    def _checked(self, uc, port, size, is_write) -> bool:
+        if self._io_check is None:
+            return True
+        try:
+            return bool(self._io_check(port, size, is_write))
+        except BaseException as exc:
+            self._pending_error = exc
+            self._event[0] = 4
+            uc.emu_stop()
+            return False
+
     def _on_in(self, uc, port, size, _ud) -> int:
+        if not self._checked(uc, port, size, False):
+            return _ONES[size]
         action = self._port_action[port & 0xFFFF]
         if action == PORT_ACTIONS["python"]:
             self._counters["io_python"] += 1
@@ -194,6 +211,8 @@ class Cpu:
         return _ONES[size]
 
     def _on_out(self, uc, port, size, value, _ud) -> None:
+        if not self._checked(uc, port, size, True):
+            return
         action = self._port_action[port & 0xFFFF]
         if action == PORT_ACTIONS["python"]:
             self._counters["io_python"] += 1

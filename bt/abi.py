@@ -6,22 +6,71 @@ overrides (the TC's code segment is flat and readable, and the software TLB
 maps the monitor-data pages for data access only).
 """
 
-from monitor.memory import DATA_LINEAR
+from monitor.memory import DATA_LINEAR, MONITOR_LINEAR
 
-# Monitor data layout (offsets from DATA_LINEAR):
+# Monitor data layout (offsets from the data window's base, DATA_LINEAR
+# unless the guest maps pages there and the monitor moves the window:
+# monitor/relocation.py).  Every address below is an attribute of a
+# DataLayout; the module-level names are those of the default layout.
 #   0x00000  virtual state read by translated code (one page, below)
 #   0x01000  the shadow GDT: 8192 entries, index-for-index with the guest's GDT,
 #            the monitor's own descriptors in its top 32 entries (MON_GDT_INDEX)
 #   0x11000  the shadow LDT (8192 entries)
 #   0x21000  the monitor's stack page (world-switch frames)
 #   0x22000  LOOKUP (indirect branches), then the execution counters
-VSTATE_LINEAR = DATA_LINEAR
-GDT_LINEAR = DATA_LINEAR + 0x1000
+DATA_SIZE = 0x100000
+DATA_FRAME_OFFSET = DATA_LINEAR - MONITOR_LINEAR    # where the window's frames start in memory.monitor
 GDT_ENTRIES = 8192
 GDT_LIMIT = GDT_ENTRIES * 8 - 1
-LDT_LINEAR = DATA_LINEAR + 0x11000
-STACK_PAGE = DATA_LINEAR + 0x21000
-STACK_TOP = STACK_PAGE + 0x1000
+LOOKUP_ENTRIES = 0x10000
+
+
+class DataLayout:
+    """The linear addresses of monitor data, for one window base.  Translated
+    code embeds them; moving the window (`move`) means a TC flush."""
+
+    def __init__(self, base: int = DATA_LINEAR):
+        self.move(base)
+
+    def move(self, base: int) -> None:
+        self.base = base
+        self.VSTATE_LINEAR = base
+        self.GDT_LINEAR = base + 0x1000
+        self.LDT_LINEAR = base + 0x11000
+        self.STACK_PAGE = base + 0x21000
+        self.STACK_TOP = self.STACK_PAGE + 0x1000
+        v = self.VSTATE_LINEAR
+        self.VSEG = v + 0x00          # 6 x u16: guest segment values ES CS SS DS FS GS
+        self.SCRATCH_FS = v + 0x14    # u16: real FS saved while FS is borrowed
+        self.CS_SLOT_SEL = v + 0x18   # u16: constant slot_selector(1), loaded into FS
+        self.SCRATCH_EAX = v + 0x20   # u32: guest EAX while an indirect lookup uses EAX
+        self.SCRATCH_ECX = v + 0x24   # u32: guest ECX while a landing pad uses ECX
+        self.SLOT_SELS = v + 0x30     # 6 x u16 constants: slot_selector(sreg), for inline reloads
+        self.SCRATCH_IP = v + 0x40    # u16: a far transfer's target IP while CS is updated
+        self.REENTRY_TARGET = v + 0x48  # u32: TC address the world-switch re-entry stub jumps to
+        self.DE_ESP = v + 0x4C        # u32: the DE-entry frame's address on the monitor stack
+        self.REAL_SELS = v + 0x50     # 6 x u16: what the re-entry stub loads into ES..GS (slot or 0)
+        self.MON_SS_SEL = v + 0x5C    # u16: constant SEL_MON_DATA
+        # Indirect-branch lookup: one u32 per 16-bit guest IP, the TC address of
+        # a landing pad for that IP (which checks the guest CS) or of the miss callout.
+        self.LOOKUP_LINEAR = base + 0x22000
+        # Per-unit execution counters (u32 each), for "guest instructions run in BT".
+        self.COUNTERS_LINEAR = self.LOOKUP_LINEAR + 4 * LOOKUP_ENTRIES
+        self.COUNTERS_SIZE = base + DATA_SIZE - self.COUNTERS_LINEAR
+
+    def offset(self, linear: int) -> int:
+        """Offset of a monitor-data address in memory.monitor (the frames never move)."""
+        if not self.base <= linear < self.base + DATA_SIZE:
+            raise ValueError(f"{linear:#x} is not in the monitor data window at {self.base:#x}")
+        return linear - self.base + DATA_FRAME_OFFSET
+
+    def slot_descriptor(self, sreg: int) -> int:
+        """Linear address of the shadow descriptor holding guest segment `sreg`."""
+        return self.GDT_LINEAR + slot_selector(sreg)
+
+    def contains(self, linear: int) -> bool:
+        return self.base <= linear < self.base + DATA_SIZE
+
 
 # The monitor's own descriptors sit in the top 32 entries of the shadow GDT,
 # with DPL 0 and beyond any guest GDT limit below 0xFF00: a ring-3 guest that
@@ -35,11 +84,6 @@ SEL_CODE16 = MON_GDT_INDEX * 8 + 0x48      # 16-bit code, base 0 (world-switch s
 MON_GDT_SELECTORS = (SEL_TC_CODE, SEL_MON_DATA) + tuple(SEL_SLOT_BASE + 8 * i for i in range(6)) + (SEL_CODE16,)
 
 
-def slot_descriptor(sreg: int) -> int:
-    """Linear address of the shadow descriptor holding guest segment `sreg`."""
-    return GDT_LINEAR + slot_selector(sreg)
-
-
 def slot_selector(sreg: int) -> int:
     """Shadow selector holding guest segment register `sreg` (0=ES .. 5=GS).
 
@@ -48,27 +92,16 @@ def slot_selector(sreg: int) -> int:
     return SEL_SLOT_BASE + 8 * sreg
 
 
-# Virtual state read by translated code (at VSTATE_LINEAR).
-VSEG = VSTATE_LINEAR + 0x00       # 6 x u16: guest segment values ES CS SS DS FS GS
-SCRATCH_FS = VSTATE_LINEAR + 0x14  # u16: real FS saved while FS is borrowed
-CS_SLOT_SEL = VSTATE_LINEAR + 0x18  # u16: constant slot_selector(1), loaded into FS
-SCRATCH_EAX = VSTATE_LINEAR + 0x20  # u32: guest EAX while an indirect lookup uses EAX
-SCRATCH_ECX = VSTATE_LINEAR + 0x24  # u32: guest ECX while a landing pad uses ECX
-SLOT_SELS = VSTATE_LINEAR + 0x30    # 6 x u16 constants: slot_selector(sreg), for inline reloads
-SCRATCH_IP = VSTATE_LINEAR + 0x40   # u16: a far transfer's target IP while CS is updated
-REENTRY_TARGET = VSTATE_LINEAR + 0x48  # u32: TC address the world-switch re-entry stub jumps to
-DE_ESP = VSTATE_LINEAR + 0x4C       # u32: the DE-entry frame's address on the monitor stack
-REAL_SELS = VSTATE_LINEAR + 0x50    # 6 x u16: what the re-entry stub loads into ES..GS (slot or 0)
-MON_SS_SEL = VSTATE_LINEAR + 0x5C   # u16: constant SEL_MON_DATA
-
-# Indirect-branch lookup: one u32 per 16-bit guest IP, the TC address of a
-# landing pad for that IP (which checks the guest CS) or of the miss callout.
-LOOKUP_LINEAR = DATA_LINEAR + 0x22000
-LOOKUP_ENTRIES = 0x10000
-
-# Per-unit execution counters (u64 each), for "guest instructions run in BT".
-COUNTERS_LINEAR = LOOKUP_LINEAR + 4 * LOOKUP_ENTRIES
-COUNTERS_SIZE = DATA_LINEAR + 0x100000 - COUNTERS_LINEAR
+# The default layout's addresses, by their old module-level names.
+DEFAULT = DataLayout()
+VSTATE_LINEAR, GDT_LINEAR, LDT_LINEAR = DEFAULT.VSTATE_LINEAR, DEFAULT.GDT_LINEAR, DEFAULT.LDT_LINEAR
+STACK_PAGE, STACK_TOP = DEFAULT.STACK_PAGE, DEFAULT.STACK_TOP
+VSEG, SCRATCH_FS, CS_SLOT_SEL = DEFAULT.VSEG, DEFAULT.SCRATCH_FS, DEFAULT.CS_SLOT_SEL
+SCRATCH_EAX, SCRATCH_ECX, SLOT_SELS = DEFAULT.SCRATCH_EAX, DEFAULT.SCRATCH_ECX, DEFAULT.SLOT_SELS
+SCRATCH_IP, REENTRY_TARGET, DE_ESP = DEFAULT.SCRATCH_IP, DEFAULT.REENTRY_TARGET, DEFAULT.DE_ESP
+REAL_SELS, MON_SS_SEL = DEFAULT.REAL_SELS, DEFAULT.MON_SS_SEL
+LOOKUP_LINEAR, COUNTERS_LINEAR, COUNTERS_SIZE = DEFAULT.LOOKUP_LINEAR, DEFAULT.COUNTERS_LINEAR, DEFAULT.COUNTERS_SIZE
+slot_descriptor = DEFAULT.slot_descriptor
 
 # A callout in translated code: int3 followed by the record index (u32).
 CALLOUT_OPCODE = 0xCC

@@ -24,30 +24,30 @@ from __future__ import annotations
 import struct
 
 from bt import abi
-from monitor.memory import MONITOR_LINEAR
 
 
 def _abs32(addr: int) -> bytes:
     return struct.pack("<I", addr & 0xFFFFFFFF)
 
 
-def lookup_jump() -> bytes:
+def lookup_jump(layout=abi.DEFAULT) -> bytes:
     """movzx eax, ax ; jmp dword cs:[LOOKUP + eax*4]"""
-    return b"\x0f\xb7\xc0" + b"\x2e\xff\x24\x85" + _abs32(abi.LOOKUP_LINEAR)
+    return b"\x0f\xb7\xc0" + b"\x2e\xff\x24\x85" + _abs32(layout.LOOKUP_LINEAR)
 
 
-def save_eax() -> bytes:
-    return b"\x2e\xa3" + _abs32(abi.SCRATCH_EAX)          # mov cs:[SCRATCH_EAX], eax
+def save_eax(layout=abi.DEFAULT) -> bytes:
+    return b"\x2e\xa3" + _abs32(layout.SCRATCH_EAX)          # mov cs:[SCRATCH_EAX], eax
 
 
-def pad_code(pad_addr: int, expected_cs: int, unit_addr: int, miss_addr: int, counter: int = -1) -> bytes:
+def pad_code(pad_addr: int, expected_cs: int, unit_addr: int, miss_addr: int, counter: int = -1,
+             layout=abi.DEFAULT) -> bytes:
     """A landing pad; with a counter (u32 in monitor data) it counts its hits
     flag-free: mov ecx, cs:[ctr]; lea ecx, [ecx+1]; mov cs:[ctr], ecx."""
-    save_ecx = b"\x2e\x89\x0d" + _abs32(abi.SCRATCH_ECX)
-    load_cs = b"\x2e\x0f\xb7\x0d" + _abs32(abi.VSEG + 2)
+    save_ecx = b"\x2e\x89\x0d" + _abs32(layout.SCRATCH_ECX)
+    load_cs = b"\x2e\x0f\xb7\x0d" + _abs32(layout.VSEG + 2)
     compare = b"\x8d\x89" + struct.pack("<i", -expected_cs)
-    restore_ecx = b"\x2e\x8b\x0d" + _abs32(abi.SCRATCH_ECX)
-    restore_eax = b"\x2e\xa1" + _abs32(abi.SCRATCH_EAX)
+    restore_ecx = b"\x2e\x8b\x0d" + _abs32(layout.SCRATCH_ECX)
+    restore_eax = b"\x2e\xa1" + _abs32(layout.SCRATCH_EAX)
     head = save_ecx + load_cs + compare
     miss_path_len = len(restore_ecx) + 5
     code = bytearray(head + b"\xe3" + bytes([miss_path_len]) + restore_ecx)
@@ -66,10 +66,11 @@ PAD_SIZE = len(pad_code(0, 0, 0, 0, counter=0))
 class IndirectLookup:
     """The LOOKUP table and the landing pads (one TC generation at a time)."""
 
-    def __init__(self, memory_view, counters=None):
+    def __init__(self, memory_view, counters=None, layout=abi.DEFAULT):
         self.view = memory_view
         self.counters = counters           # CounterPool: one hit counter per pad, or None
-        self.base = abi.LOOKUP_LINEAR - MONITOR_LINEAR
+        self.layout = layout
+        self.base = layout.offset(layout.LOOKUP_LINEAR)   # the frames never move
         self.miss_addr = 0
         self.pads: dict[tuple[int, int], tuple[int, int]] = {}     # (cs, ip) -> (pad address, unit tc_start)
         self.pad_counters: list[int] = []                          # hit counters of this generation
@@ -113,7 +114,7 @@ class IndirectLookup:
             if self.counters is not None:
                 counter = self.counters.allocate()
                 self.pad_counters.append(counter)
-            code = pad_code(pad, cs, unit.tc_start, self.miss_addr, counter)
+            code = pad_code(pad, cs, unit.tc_start, self.miss_addr, counter, self.layout)
             tc.write_fresh(pad, code)
             tc.top += len(code)
             self.pads[(cs, ip)] = (pad, unit.tc_start)

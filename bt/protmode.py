@@ -69,8 +69,9 @@ class ProtectedModeTranslator(RealModeTranslator):
     it raises the MMU's PageFault when not even the first byte is mapped."""
 
     def __init__(self, tc, callouts, read_virtual, trace_page, counters=None,
-                 is_checked=lambda pfn: False):
-        super().__init__(tc, callouts, None, trace_page, counters=counters, is_checked=is_checked)
+                 is_checked=lambda pfn: False, layout=None):
+        super().__init__(tc, callouts, None, trace_page, counters=counters, is_checked=is_checked,
+                         layout=layout)
         self.read_virtual = read_virtual
 
     # -- entry point ------------------------------------------------------------

@@ -101,7 +101,8 @@ class RealModeTranslator:
 
     def __init__(self, tc: TranslationCache, callouts: CalloutTable, read_linear, trace_page,
                  counters=None, a20_mask=lambda: 0xFFFFFFFF, is_checked=lambda pfn: False,
-                 ivt_base=lambda: 0):
+                 ivt_base=lambda: 0, layout=None):
+        self.abi = layout or abi.DEFAULT     # monitor-data addresses (bt/abi.py DataLayout)
         self.tc = tc
         self.callouts = callouts
         self.read_linear = read_linear     # (linear, size) -> bytes of guest code
@@ -187,12 +188,12 @@ class RealModeTranslator:
         from monitor.counters import increment
 
         counter = self.counters.allocate()
-        em.emit(increment(counter))          # flag-free u32 increment (monitor/counters.py)
+        em.emit(increment(counter, self.abi))          # flag-free u32 increment (monitor/counters.py)
         return counter
 
     def _emit_stale_path(self, em: Emitter, cs, ip: int, fixups: list[int]) -> None:
         """The check's mismatch path: restore ECX, then the STALE callout."""
-        stale = em.emit(b"\x2e\x8b\x0d" + _abs32(abi.SCRATCH_ECX))
+        stale = em.emit(b"\x2e\x8b\x0d" + _abs32(self.abi.SCRATCH_ECX))
         self._callout(em, Kind.STALE, cs, ip, ip, None)
         for at in fixups:
             struct.pack_into("<i", em.code, at - em.start, stale - (at + 4))
@@ -220,7 +221,7 @@ class RealModeTranslator:
         returns the positions of the rel32 fields to point at the stale path."""
         data = self._code_bytes(linear, length)
         fixups = []
-        em.emit(b"\x2e\x89\x0d" + _abs32(abi.SCRATCH_ECX))        # save ECX
+        em.emit(b"\x2e\x89\x0d" + _abs32(self.abi.SCRATCH_ECX))        # save ECX
         chunks = []
         if length >= 4:
             chunks = [(off, 4) for off in range(0, length - 3, 4)]
@@ -237,7 +238,7 @@ class RealModeTranslator:
             em.emit(b"\x8d\x89" + struct.pack("<I", (-value) & 0xFFFFFFFF))  # lea ecx, [ecx - value]
             em.emit(b"\xe3\x05")                                 # jecxz next
             fixups.append(em.emit(b"\xe9\0\0\0\0") + 1)           # jmp stale
-        em.emit(b"\x2e\x8b\x0d" + _abs32(abi.SCRATCH_ECX))        # restore ECX
+        em.emit(b"\x2e\x8b\x0d" + _abs32(self.abi.SCRATCH_ECX))        # restore ECX
         return fixups
 
     def _code_bytes(self, linear: int, length: int) -> bytes:
@@ -335,11 +336,11 @@ class RealModeTranslator:
         if insn.eff_opsize != 16:
             return False
         if insn.flow == Flow.RET:
-            em.emit(save_eax() + b"\x66\x58")       # save EAX; pop ax
+            em.emit(save_eax(self.abi) + b"\x66\x58")       # save EAX; pop ax
             if insn.opcode == 0xC2:
                 # ret imm16: SP += imm16 with 16-bit wrap and no flags: lea sp, [esp+imm]
                 em.emit(b"\x66\x8d\xa4\x24" + struct.pack("<I", insn.imm & 0xFFFF))
-            em.emit(lookup_jump())
+            em.emit(lookup_jump(self.abi))
             return True
         # jmp/call r/m16: mov ax, r/m16 (same operand, reg field 0), then as ret.
         np = insn.nprefixes
@@ -350,10 +351,10 @@ class RealModeTranslator:
         body[1] &= 0xC7                            # ModRM reg field -> EAX
         fake = bytes(raw[:np]) + bytes(body)
         load = self._ident(insn, fake)
-        em.emit(save_eax() + load)
+        em.emit(save_eax(self.abi) + load)
         if insn.flow == Flow.CALL_IND:
             em.emit(b"\x66\x68" + struct.pack("<H", next_ip))   # push word next_ip
-        em.emit(lookup_jump())
+        em.emit(lookup_jump(self.abi))
         return True
 
     def _inline_seg_load(self, em, insn, raw) -> bool:
@@ -395,19 +396,18 @@ class RealModeTranslator:
     def _emit_slot_update(self, em, fetch: bytes, sreg: int, reload: bool = True) -> None:
         """Save EAX, run `fetch` (leaves the new value in AX), then update the
         virtual register and the slot's base, reload, restore EAX."""
-        em.emit(b"\x2e\xa3" + _abs32(abi.SCRATCH_EAX))            # mov cs:[SCRATCH_EAX], eax
+        em.emit(b"\x2e\xa3" + _abs32(self.abi.SCRATCH_EAX))            # mov cs:[SCRATCH_EAX], eax
         em.emit(fetch)
         em.emit(self._slot_write(sreg))
         if reload:
             em.emit(self._reload(sreg))
-        em.emit(b"\x2e\xa1" + _abs32(abi.SCRATCH_EAX))            # mov eax, cs:[SCRATCH_EAX]
+        em.emit(b"\x2e\xa1" + _abs32(self.abi.SCRATCH_EAX))            # mov eax, cs:[SCRATCH_EAX]
 
-    @staticmethod
-    def _slot_write(sreg: int) -> bytes:
+    def _slot_write(self, sreg: int) -> bytes:
         """AX = new segment value -> virtual register and slot base (clobbers EAX,
         touches no flag: movzx, lea, bswap, mov)."""
-        desc = abi.slot_descriptor(sreg)
-        return (b"\x2e\x66\xa3" + _abs32(abi.VSEG + 2 * sreg)     # mov cs:[VSEG+2s], ax
+        desc = self.abi.slot_descriptor(sreg)
+        return (b"\x2e\x66\xa3" + _abs32(self.abi.VSEG + 2 * sreg)     # mov cs:[VSEG+2s], ax
                 + b"\x0f\xb7\xc0"                                 # movzx eax, ax
                 + b"\x8d\x04\xc5\0\0\0\0"                        # lea eax, [eax*8]
                 + b"\x8d\x04\x00"                                 # lea eax, [eax+eax]
@@ -415,18 +415,16 @@ class RealModeTranslator:
                 + b"\x0f\xc8"                                      # bswap eax: base 23:16 -> AH
                 + b"\x2e\x88\x25" + _abs32(desc + 4))             # mov cs:[desc+4], ah
 
-    @staticmethod
-    def _slot_write_const(sreg: int, value: int) -> bytes:
+    def _slot_write_const(self, sreg: int, value: int) -> bytes:
         """The same for a value known at translation time (immediates)."""
-        desc, base = abi.slot_descriptor(sreg), (value & 0xFFFF) << 4
-        return (b"\x2e\x66\xc7\x05" + _abs32(abi.VSEG + 2 * sreg) + struct.pack("<H", value & 0xFFFF)
+        desc, base = self.abi.slot_descriptor(sreg), (value & 0xFFFF) << 4
+        return (b"\x2e\x66\xc7\x05" + _abs32(self.abi.VSEG + 2 * sreg) + struct.pack("<H", value & 0xFFFF)
                 + b"\x2e\x66\xc7\x05" + _abs32(desc + 2) + struct.pack("<H", base & 0xFFFF)
                 + b"\x2e\xc6\x05" + _abs32(desc + 4) + bytes([(base >> 16) & 0xFF]))
 
-    @staticmethod
-    def _reload(sreg: int) -> bytes:
+    def _reload(self, sreg: int) -> bytes:
         """mov sreg, cs:[SLOT_SELS+2s]: the real register takes the slot again."""
-        return b"\x2e\x8e" + bytes([0x05 | sreg << 3]) + _abs32(abi.SLOT_SELS + 2 * sreg)
+        return b"\x2e\x8e" + bytes([0x05 | sreg << 3]) + _abs32(self.abi.SLOT_SELS + 2 * sreg)
 
     def _inline_far(self, em, cs, ip, next_ip, insn, raw) -> bool:
         """Far control flow in the TC (16-bit forms): the new CS goes to the
@@ -444,9 +442,9 @@ class RealModeTranslator:
             em.emit(self._slot_write_const(1, new_cs))
             self._stub(em, new_cs, new_ip)
             return True
-        save = b"\x2e\xa3" + _abs32(abi.SCRATCH_EAX)
-        keep_ip = b"\x2e\x66\xa3" + _abs32(abi.SCRATCH_IP)                 # mov cs:[SCRATCH_IP], ax
-        take_ip = b"\x2e\x66\xa1" + _abs32(abi.SCRATCH_IP)                 # mov ax, cs:[SCRATCH_IP]
+        save = b"\x2e\xa3" + _abs32(self.abi.SCRATCH_EAX)
+        keep_ip = b"\x2e\x66\xa3" + _abs32(self.abi.SCRATCH_IP)                 # mov cs:[SCRATCH_IP], ax
+        take_ip = b"\x2e\x66\xa1" + _abs32(self.abi.SCRATCH_IP)                 # mov ax, cs:[SCRATCH_IP]
         if flow in (Flow.JMPF_IND, Flow.CALLF_IND):                          # m16:16
             ip_word = self._mem_operand(insn, raw, opcode=b"\x8b", reg=0, extra_disp=0)
             cs_word = self._mem_operand(insn, raw, opcode=b"\x8b", reg=0, extra_disp=2)
@@ -457,7 +455,7 @@ class RealModeTranslator:
                 em.emit(push_return)
         elif flow in (Flow.RETF, Flow.IRET):
             # pop word cs:[SCRATCH_IP]; pop ax (CS); [popf]; [lea sp, [esp+imm]]
-            em.emit(save + b"\x2e\x66\x8f\x05" + _abs32(abi.SCRATCH_IP) + b"\x66\x58")
+            em.emit(save + b"\x2e\x66\x8f\x05" + _abs32(self.abi.SCRATCH_IP) + b"\x66\x58")
             if flow == Flow.IRET:
                 em.emit(b"\x66\x9d")                                          # popf: the guest's flags and IF
             elif insn.opcode == 0xCA:
@@ -477,7 +475,7 @@ class RealModeTranslator:
                     + b"\x2e\x66\xa1" + _abs32(entry + 2))
         else:
             return False
-        em.emit(self._slot_write(1) + take_ip + lookup_jump())
+        em.emit(self._slot_write(1) + take_ip + lookup_jump(self.abi))
         return True
 
     def _inline_far_pointer_load(self, em, insn, raw, sreg: int) -> bool:
@@ -535,8 +533,8 @@ class RealModeTranslator:
         out = bytes(kept) + body
         if borrow:
             # mov cs:[SCRATCH_FS], fs ; mov fs, cs:[CS_SLOT_SEL] ; insn ; mov fs, cs:[SCRATCH_FS]
-            out = (b"\x2e\x8c\x25" + _abs32(abi.SCRATCH_FS) + b"\x2e\x8e\x25" + _abs32(abi.CS_SLOT_SEL)
-                   + out + b"\x2e\x8e\x25" + _abs32(abi.SCRATCH_FS))
+            out = (b"\x2e\x8c\x25" + _abs32(self.abi.SCRATCH_FS) + b"\x2e\x8e\x25" + _abs32(self.abi.CS_SLOT_SEL)
+                   + out + b"\x2e\x8e\x25" + _abs32(self.abi.SCRATCH_FS))
         return out
 
     def _seg_read(self, em, cs, ip, next_ip, insn, raw, cs_rec=None) -> bool:
@@ -556,7 +554,7 @@ class RealModeTranslator:
                 else:
                     em.emit(b"\x66" + bytes([0xB8 + reg]) + struct.pack("<H", cs))
             else:                                          # movzx r32, word cs:[VSEG+2*sreg] / mov r16, ...
-                addr = abi.VSEG + 2 * sreg
+                addr = self.abi.VSEG + 2 * sreg
                 if insn.eff_opsize == 32:
                     em.emit(b"\x2e\x0f\xb7" + bytes([0x05 | (reg << 3)]) + _abs32(addr))
                 else:
@@ -569,7 +567,7 @@ class RealModeTranslator:
                 if sreg == 1:
                     em.emit(b"\x66\x68" + struct.pack("<H", cs))          # push word imm16
                 else:
-                    em.emit(b"\x2e\x66\xff\x35" + _abs32(abi.VSEG + 2 * sreg))  # push word cs:[vseg]
+                    em.emit(b"\x2e\x66\xff\x35" + _abs32(self.abi.VSEG + 2 * sreg))  # push word cs:[vseg]
                 return False
             # A 32-bit push of a segment register writes 16 bits into a 4-byte slot:
             # rare in real mode, left to the callout.
@@ -583,10 +581,10 @@ class RealModeTranslator:
             else:
                 store = self._mem_operand(insn, bytes(raw), opcode=b"\x89", reg=0, extra_disp=0)
                 if store is not None:
-                    em.emit(b"\x2e\xa3" + _abs32(abi.SCRATCH_EAX)                    # save EAX
-                            + b"\x2e\x66\xa1" + _abs32(abi.VSEG + 2 * insn.reg)     # mov ax, cs:[VSEG+2s]
+                    em.emit(b"\x2e\xa3" + _abs32(self.abi.SCRATCH_EAX)                    # save EAX
+                            + b"\x2e\x66\xa1" + _abs32(self.abi.VSEG + 2 * insn.reg)     # mov ax, cs:[VSEG+2s]
                             + store                                                   # mov [m], ax
-                            + b"\x2e\xa1" + _abs32(abi.SCRATCH_EAX))                # restore EAX
+                            + b"\x2e\xa1" + _abs32(self.abi.SCRATCH_EAX))                # restore EAX
                     return False
         self._callout(em, Kind.SEG_READ, cs_rec, ip, next_ip, insn)
         return False

@@ -14,14 +14,13 @@ from __future__ import annotations
 import struct
 
 from bt import abi
-from monitor.memory import MONITOR_LINEAR
 
 
 class CounterPool:
-    def __init__(self, monitor_view):
+    def __init__(self, monitor_view, layout=abi.DEFAULT):
         self.view = monitor_view
-        self.base = abi.COUNTERS_LINEAR
-        self.capacity = abi.COUNTERS_SIZE // 4
+        self.layout = layout
+        self.capacity = layout.COUNTERS_SIZE // 4
         self.used = 0
         self.folded: dict[int, int] = {}      # counter address -> counts already folded
         self.retired = 0                       # instructions of units from flushed TC generations
@@ -30,22 +29,23 @@ class CounterPool:
         """Linear address of a fresh zeroed u32 counter."""
         if self.used >= self.capacity:
             raise OverflowError("execution counters exhausted")
-        addr = self.base + 4 * self.used
-        struct.pack_into("<I", self.view, addr - MONITOR_LINEAR, 0)
+        addr = self.layout.COUNTERS_LINEAR + 4 * self.used
+        struct.pack_into("<I", self.view, self.layout.offset(addr), 0)
         self.used += 1
         return addr
 
     def read(self, addr: int) -> int:
         """Total count of one counter (folded part plus what is in memory now)."""
-        return self.folded.get(addr, 0) + struct.unpack_from("<I", self.view, addr - MONITOR_LINEAR)[0]
+        return self.folded.get(addr, 0) + struct.unpack_from("<I", self.view, self.layout.offset(addr))[0]
 
     def fold(self) -> None:
         """Move every live u32 into Python integers (the run loop calls this)."""
-        view, base = self.view, self.base - MONITOR_LINEAR
+        first = self.layout.COUNTERS_LINEAR
+        view, base = self.view, self.layout.offset(first)
         values = struct.unpack_from(f"<{self.used}I", view, base)
         for i, v in enumerate(values):
             if v:
-                addr = self.base + 4 * i
+                addr = first + 4 * i
                 self.folded[addr] = self.folded.get(addr, 0) + v
         view[base:base + 4 * self.used] = bytes(4 * self.used)
 
@@ -59,9 +59,9 @@ class CounterPool:
         self.folded.clear()
 
 
-def increment(counter: int) -> bytes:
+def increment(counter: int, layout=abi.DEFAULT) -> bytes:
     """The flag-free increment of a u32 counter, for translated code."""
-    a = struct.pack("<I", abi.SCRATCH_ECX)
+    a = struct.pack("<I", layout.SCRATCH_ECX)
     c = struct.pack("<I", counter)
     return (b"\x2e\x89\x0d" + a + b"\x2e\x8b\x0d" + c + b"\x8d\x49\x01"
             + b"\x2e\x89\x0d" + c + b"\x2e\x8b\x0d" + a)

@@ -38,12 +38,14 @@ from devices.base import PortBus
 from devices.clock import VirtualClock
 from monitor import descriptors as D
 from monitor.counters import CounterPool
+from bt.decoder import decode
+from monitor.faultaddr import accesses, fault_address
 from monitor.guestmem import GuestMemory, VirtualMemory
 from monitor.memory import MONITOR_LINEAR, TC_LINEAR, TC_SIZE, TC_UNTIL, PhysicalMemory
 from monitor.mmu import PageFault, SoftMMU
 from monitor.modes import World, decide_state
 from monitor.protmode import GuestFault, ProtectedModeOps, v86_segment
-from monitor.realmode import EFLAGS, EIP, ESP, RealModeOps, VMStop
+from monitor.realmode import EFLAGS, EIP, RealModeOps, VMStop
 from monitor.shadow import is_reversible
 from monitor.vcpu import CS, SS, VirtualCPU, VirtualStateMirror
 from monitor.worlds import WS_TRAP, WorldSwitch
@@ -51,6 +53,7 @@ from monitor.worlds import WS_TRAP, WorldSwitch
 log = logging.getLogger("hybrid86.monitor.machine")
 
 SLICE_NS = 10_000_000          # longest run between two looks at device time
+SEG_INDEX = {name: i for i, name in enumerate(abi.SREG_NAMES)}
 REAL_SEG_REGS = (UC_X86_REG_ES, UC_X86_REG_CS, UC_X86_REG_SS, UC_X86_REG_DS, UC_X86_REG_FS, UC_X86_REG_GS)
 
 
@@ -60,12 +63,13 @@ class Machine:
     def __init__(self, memory_mb: int = 16, native: bool = True, count_instructions: bool = True):
         self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
         self.memory = PhysicalMemory(self.uc, memory_mb << 20)
+        self.abi = abi.DataLayout()             # where monitor data sits in linear space
         mmu_class = _native.NativeMMU if native else SoftMMU
         self.mmu = mmu_class(self.uc, self.memory, on_code_write=self._on_guest_code_write)
         self.cpu = (_native.Cpu if native else _native.PyCpu)(self.uc)
         self.cpu.install_hooks()
         self.vcpu = VirtualCPU()
-        self.mirror = VirtualStateMirror(self.memory.monitor)
+        self.mirror = VirtualStateMirror(self.memory.monitor, self.abi)
         self.guestmem = GuestMemory(self.memory, self.mmu, self._on_code_write)
         self.clock = VirtualClock()
         self.bus = PortBus()
@@ -74,16 +78,16 @@ class Machine:
         self.tc = TranslationCache(self.uc, self.memory)
         self.checked_pages: set[int] = set()   # code pages validated at unit entry instead of write-protected
         self.callouts = CalloutTable()
-        self.counters = CounterPool(self.memory.monitor) if count_instructions else None
+        self.counters = CounterPool(self.memory.monitor, self.abi) if count_instructions else None
         self.translator = RealModeTranslator(
             self.tc, self.callouts, self.guestmem.read, self.mmu.trace_page,
             counters=self.counters, a20_mask=lambda: self.mmu.a20_mask,
-            is_checked=self.checked_pages.__contains__, ivt_base=lambda: self.vcpu.idtr[0])
+            is_checked=self.checked_pages.__contains__, ivt_base=lambda: self.vcpu.idtr[0], layout=self.abi)
         self.ops = RealModeOps(self)
         self.vmem = VirtualMemory(self.guestmem, self.mmu)
         self.pm_translator = ProtectedModeTranslator(
             self.tc, self.callouts, self._read_code, self.mmu.trace_page,
-            counters=self.counters, is_checked=self.checked_pages.__contains__)
+            counters=self.counters, is_checked=self.checked_pages.__contains__, layout=self.abi)
         self.pm_ops = ProtectedModeOps(self)
         self.world = World.BT               # which world the real CPU is in
         self.de_counter = None
@@ -93,7 +97,8 @@ class Machine:
             self.de_counter = counter_class(self.uc, 0, TC_LINEAR - 1, self._count_block)
             self.de_counter.enable(True)
         self.de_pending = None              # an event to deliver when a run starts at WS_TRAP
-        self.lookup = IndirectLookup(self.memory.monitor, self.counters)
+        self.de_step = 0                    # run this many DE instructions before the next event
+        self.lookup = IndirectLookup(self.memory.monitor, self.counters, self.abi)
         self.pic = None                     # the interrupt controller (monitor/pc.py attaches it)
         self.bios = None                    # set by the PC builder
         self.stats = collections.Counter()  # callouts by kind, interrupts, ...
@@ -120,10 +125,10 @@ class Machine:
         gdt[abi.SEL_TC_CODE:abi.SEL_TC_CODE + 8] = D.code32().encode()
         gdt[abi.SEL_MON_DATA:abi.SEL_MON_DATA + 8] = D.data32().encode()
         gdt[abi.SEL_CODE16:abi.SEL_CODE16 + 8] = D.code16().encode()
-        off = abi.GDT_LINEAR - MONITOR_LINEAR
+        off = self.abi.offset(self.abi.GDT_LINEAR)
         self.memory.monitor[off:off + len(gdt)] = gdt
         self.mirror.constants()
-        self.uc.reg_write(UC_X86_REG_GDTR, (0, abi.GDT_LINEAR, len(gdt) - 1, 0))
+        self.uc.reg_write(UC_X86_REG_GDTR, (0, self.abi.GDT_LINEAR, len(gdt) - 1, 0))
         self.uc.reg_write(UC_X86_REG_CR0, 0x11)           # the real CPU: protected mode, ring 0
         self.uc.reg_write(UC_X86_REG_CS, abi.SEL_TC_CODE)
         for sreg in range(6):
@@ -142,7 +147,7 @@ class Machine:
         """A real-mode segment load: value, base = value*16; the hidden limit stays."""
         value &= 0xFFFF
         sel = abi.slot_selector(sreg)
-        off = abi.GDT_LINEAR - MONITOR_LINEAR + sel
+        off = self.abi.offset(self.abi.GDT_LINEAR) + sel
         self.memory.monitor[off:off + 8] = D.data16(value << 4, self.vcpu.seg_limits[sreg]).encode()
         self.mirror.seg(sreg, value)
         self.mirror.real_selector(sreg, sel)
@@ -159,7 +164,7 @@ class Machine:
         v.segs[sreg] = (sel & 0xFFFF, desc)
         self.mirror.seg(sreg, sel)
         slot = abi.slot_selector(sreg)
-        off = abi.GDT_LINEAR - MONITOR_LINEAR + slot
+        off = self.abi.offset(self.abi.GDT_LINEAR) + slot
         if desc is None:
             self.memory.monitor[off:off + 8] = bytes(8)
             real = 0
@@ -280,13 +285,30 @@ class Machine:
         self.world = World.DE
         self.mmu.set_world("de")
         self.mmu.set_cpl(3)
+        self.cpu.set_io_check(self._de_io_check)
         self.stats["world_switches_to_de"] += 1
 
     def enter_world_bt(self) -> None:
         self.world = World.BT
+        self.cpu.set_io_check(None)
         self.mmu.set_world("bt")
         self.mmu.set_cpl(self.vcpu.cpl if self.vcpu.pe else 0)
         self.stats["world_switches_to_bt"] += 1
+
+    def _de_io_check(self, port: int, size: int, is_write: bool) -> bool:
+        """IN/OUT run directly at CPL 3 or in V8086: the CPU checks neither
+        IOPL nor the TSS bitmap (U7), so the monitor does.  A denied access
+        cannot be turned into a precise #GP (a stop from this hook lands at
+        the end of the block, U16), so it ends the run with a clear stop; the
+        device never sees it."""
+        regs = self.cpu.read_gprs()
+        if self.pm_ops.io_allowed(regs, port, size):
+            self.stats["de_io"] += 1
+            return True
+        self.stop(f"guest ring-3 {'out' if is_write else 'in'} to port {port:#06x} at EIP {regs[EIP]:#x} is "
+                  "denied by its I/O permission bitmap; the emulated CPU cannot trap it precisely (U7), "
+                  "so the VM stops instead of running on")
+        return False
 
     def guest_target(self, regs, eip: int) -> int:
         """Where the real CPU continues for guest EIP `eip` in the current
@@ -537,7 +559,7 @@ class Machine:
     def _lookup_miss(self, regs) -> bool:
         """ret / indirect branch whose (CS, IP) has no landing pad: make one."""
         ip = regs[0] & 0xFFFF
-        regs[0] = self.memory.monitor_word32(abi.SCRATCH_EAX)
+        regs[0] = int.from_bytes(self.memory.monitor[self.abi.offset(self.abi.SCRATCH_EAX):][:4], "little")
         cs = self.seg_value(CS)
         unit = self._unit_for(cs, ip)
         self.lookup.misses += 1
@@ -673,8 +695,9 @@ class Machine:
                     self.de_pending = ("irq", self.eip, self.pic.acknowledge())
                 if self.de_pending is not None:
                     begin = (WS_TRAP - self.vcpu.segs[CS][1].base) & 0xFFFFFFFF   # leave DE at once
+            count, self.de_step = self.de_step, 0
             try:
-                self.cpu.run(begin, TC_UNTIL, timeout_us=slice_ns // 1000)
+                self.cpu.run(begin, TC_UNTIL, timeout_us=slice_ns // 1000, count=count)
             except UcError as err:
                 if err.errno != UC_ERR_EXCEPTION:
                     raise
@@ -711,19 +734,27 @@ class Machine:
 
     def _page_fault_after_run(self) -> None:
         """The TLB fill refused an access the guest's page tables do not allow
-        (the run ended at the faulting instruction, U8): reflect #PF."""
-        linear, code = self.mmu.page_fault
+        (the run ended at the faulting instruction, U8): reflect #PF, with
+        CR2 worked out from the instruction (monitor/faultaddr.py)."""
+        page, code = self.mmu.page_fault
         self.mmu.clear_page_fault()
         regs = self.cpu.read_gprs()
-        fault = GuestFault(14, code, linear)
         if self.world is World.DE:
-            self.de_pending = ("fault", regs[EIP], fault)   # delivered from the hook (U17)
+            self._de_page_fault(regs, page, code)
             return
         unit = self.tc.unit_at(regs[EIP])
         guest_ip = unit.guest_ip_at(regs[EIP]) if unit is not None else None
         if guest_ip is None:
-            self.stop(f"page fault at {linear:#x} outside translated guest code (EIP {regs[EIP]:#x})")
+            self.stop(f"page fault at {page:#x} outside translated guest code (EIP {regs[EIP]:#x})")
             return
+        off = regs[EIP] - MONITOR_LINEAR
+        insn = decode(bytes(self.memory.monitor[off:off + 15]), regs[EIP], 32)
+        real = self.cpu.read_segs()
+        ss_desc = self._real_descriptor(real[SS])
+        cands = accesses(insn, regs, lambda name: self._real_base(real[SEG_INDEX[name]]),
+                         stack32=ss_desc is None or bool(ss_desc[6] & 0x40))
+        cr2 = fault_address(page, cands)
+        fault = GuestFault(14, code, page if cr2 is None else cr2)
         self.uc.reg_write(REAL_SEG_REGS[4], self.mirror.read_real_selector(4))
         try:
             regs[EIP] = self.guest_target(regs, self._fault_at(regs, fault, guest_ip))
@@ -731,6 +762,64 @@ class Machine:
             self.stop(str(stop))
             return
         self.cpu.write_gprs(regs)
+
+    def _real_descriptor(self, sel: int) -> bytes | None:
+        if sel & 0xFFFC == 0:
+            return None
+        off = self.abi.offset(self.abi.GDT_LINEAR) + (sel & 0xFFF8)
+        return bytes(self.memory.monitor[off:off + 8])
+
+    def _real_base(self, sel: int) -> int:
+        d = self._real_descriptor(sel)
+        return 0 if d is None else d[2] | d[3] << 8 | d[4] << 16 | d[7] << 24
+
+    def _de_page_fault(self, regs, page: int, code: int) -> None:
+        """A #PF in DE: a data access at EIP, or a fetch that crosses into the
+        page (then Unicorn reports the start of the block, docs/mmu.md: run
+        the instructions before the crossing one first)."""
+        v = self.vcpu
+        cs_base = v.segs[CS][1].base
+        bits = 16 if v.eflags_vm or not v.segs[CS][1].big else 32
+        eip = regs[EIP]
+        lin = (cs_base + eip) & 0xFFFFFFFF
+        try:
+            raw = self.vmem.read_code(lin, 15, 3)[0]
+        except PageFault:
+            raw = b""
+        insn = decode(raw + bytes(15), eip, bits)
+        real = self.cpu.read_segs()
+
+        def base(name: str) -> int:
+            sreg = SEG_INDEX[name]
+            sel = real[sreg]
+            if v.eflags_vm:
+                return (sel & 0xFFFF) << 4
+            if sel == v.segs[sreg][0] and v.segs[sreg][1] is not None:
+                return v.segs[sreg][1].base
+            d = self.pm_ops.descriptor(sel) if sel & 0xFFFC else None
+            return getattr(d, "base", 0)
+
+        ss = v.segs[SS][1]
+        cr2 = fault_address(page, accesses(insn, regs, base, stack32=ss is None or bool(ss.big)))
+        if cr2 is None:
+            # A fetch: find the first instruction from EIP that reaches into `page`.
+            steps, at = 0, lin
+            while steps < 64:
+                length = insn.length if insn.ok else 1
+                if at + length > page and at < page + 0x1000 or at >= page:
+                    break
+                steps += 1
+                at += length
+                try:
+                    raw = self.vmem.read_code(at, 15, 3)[0]
+                except PageFault:
+                    break
+                insn = decode(raw + bytes(15), 0, bits)
+            if steps:
+                self.de_step = steps                 # run up to the crossing instruction first
+                return
+            cr2 = page if lin < page else lin
+        self.de_pending = ("fault", eip, GuestFault(14, code, cr2))
 
     # -- statistics -----------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ import struct
 from dataclasses import dataclass, field
 
 from bt import abi
-from monitor.memory import MONITOR_LINEAR
 
 ES, CS, SS, DS, FS, GS = range(6)
 
@@ -49,39 +48,40 @@ class VirtualCPU:
 class VirtualStateMirror:
     """Writes the parts translated code reads into monitor data."""
 
-    def __init__(self, monitor_view):
+    def __init__(self, monitor_view, layout=abi.DEFAULT):
         self.view = monitor_view
+        self.abi = layout
 
     def _off(self, linear: int) -> int:
-        return linear - MONITOR_LINEAR
+        return self.abi.offset(linear)
 
     def seg(self, sreg: int, value: int) -> None:
-        struct.pack_into("<H", self.view, self._off(abi.VSEG) + 2 * sreg, value & 0xFFFF)
+        struct.pack_into("<H", self.view, self._off(self.abi.VSEG) + 2 * sreg, value & 0xFFFF)
 
     def constants(self) -> None:
-        struct.pack_into("<H", self.view, self._off(abi.CS_SLOT_SEL), abi.slot_selector(CS))
-        struct.pack_into("<H", self.view, self._off(abi.MON_SS_SEL), abi.SEL_MON_DATA)
+        struct.pack_into("<H", self.view, self._off(self.abi.CS_SLOT_SEL), abi.slot_selector(CS))
+        struct.pack_into("<H", self.view, self._off(self.abi.MON_SS_SEL), abi.SEL_MON_DATA)
         for sreg in range(6):
-            struct.pack_into("<H", self.view, self._off(abi.SLOT_SELS) + 2 * sreg, abi.slot_selector(sreg))
+            struct.pack_into("<H", self.view, self._off(self.abi.SLOT_SELS) + 2 * sreg, abi.slot_selector(sreg))
             self.real_selector(sreg, abi.slot_selector(sreg))
 
     def real_selector(self, sreg: int, sel: int) -> None:
         """The selector the re-entry stub loads into real segment register `sreg`
         (the slot, or 0 for a null guest selector)."""
-        struct.pack_into("<H", self.view, self._off(abi.REAL_SELS) + 2 * sreg, sel)
+        struct.pack_into("<H", self.view, self._off(self.abi.REAL_SELS) + 2 * sreg, sel)
 
     def read_real_selector(self, sreg: int) -> int:
-        return struct.unpack_from("<H", self.view, self._off(abi.REAL_SELS) + 2 * sreg)[0]
+        return struct.unpack_from("<H", self.view, self._off(self.abi.REAL_SELS) + 2 * sreg)[0]
 
     def word32(self, linear: int, value: int) -> None:
         struct.pack_into("<I", self.view, self._off(linear), value & 0xFFFFFFFF)
 
     def read_seg(self, sreg: int) -> int:
         """The guest's segment value as translated code last left it."""
-        return struct.unpack_from("<H", self.view, self._off(abi.VSEG) + 2 * sreg)[0]
+        return struct.unpack_from("<H", self.view, self._off(self.abi.VSEG) + 2 * sreg)[0]
 
     def read_base(self, sreg: int) -> int:
         """The base in the shadow slot (what the real CPU uses for `sreg`)."""
-        off = self._off(abi.slot_descriptor(sreg))
+        off = self._off(self.abi.slot_descriptor(sreg))
         d = self.view[off:off + 8]
         return d[2] | d[3] << 8 | d[4] << 16 | d[7] << 24

@@ -35,7 +35,7 @@ from unicorn.x86_const import UC_X86_REG_CR0, UC_X86_REG_CS, UC_X86_REG_EFLAGS, 
 
 from bt import abi
 from monitor import shadow
-from monitor.memory import MONITOR_LINEAR, TC_ALLOC_END
+from monitor.memory import TC_ALLOC_END
 
 WS_TRAP = TC_ALLOC_END
 STUB16 = TC_ALLOC_END + 0x10
@@ -49,13 +49,13 @@ def _abs32(addr: int) -> bytes:
     return struct.pack("<I", addr & 0xFFFFFFFF)
 
 
-def stub_page() -> dict[int, bytes]:
-    """The stubs, by linear address."""
+def stub_page(layout) -> dict[int, bytes]:
+    """The stubs, by linear address (they embed monitor-data addresses)."""
     reentry = bytearray()
     for sreg in (2, 3, 0, 4, 5):                   # SS first, then DS ES FS GS
-        reentry += b"\x2e\x8e" + bytes([0x05 | sreg << 3]) + _abs32(abi.REAL_SELS + 2 * sreg)
-    reentry += b"\x2e\xff\x25" + _abs32(abi.REENTRY_TARGET)          # jmp dword cs:[target]
-    enter = b"\x2e\x8e\x15" + _abs32(abi.MON_SS_SEL) + b"\x2e\x8b\x25" + _abs32(abi.DE_ESP)
+        reentry += b"\x2e\x8e" + bytes([0x05 | sreg << 3]) + _abs32(layout.REAL_SELS + 2 * sreg)
+    reentry += b"\x2e\xff\x25" + _abs32(layout.REENTRY_TARGET)          # jmp dword cs:[target]
+    enter = b"\x2e\x8e\x15" + _abs32(layout.MON_SS_SEL) + b"\x2e\x8b\x25" + _abs32(layout.DE_ESP)
     return {
         WS_TRAP: b"\xcc" * 16,
         STUB16: b"\x66\xea" + struct.pack("<IH", REENTRY32, abi.SEL_TC_CODE),
@@ -72,8 +72,12 @@ class WorldSwitch:
         self.m = machine
         self.switches = 0          # BT -> DE and DE -> BT, each counted
         self.shadow_syncs = 0
-        for addr, code in stub_page().items():
-            machine.tc.write_fresh(addr, code)
+        self.write_stubs()
+
+    def write_stubs(self) -> None:
+        """(Re)write the stubs: at start and after the data window moved."""
+        for addr, code in stub_page(self.m.abi).items():
+            self.m.tc.patch(addr, code)
 
     # -- the shadow tables ---------------------------------------------------------
 
@@ -86,7 +90,8 @@ class WorldSwitch:
         n = min(limit + 1, abi.MON_GDT_INDEX * 8)
         guest = m.vmem.read(base, n, cpl=0)
         table = shadow.shadow_table(guest)
-        off = abi.GDT_LINEAR - MONITOR_LINEAR
+        L = m.abi
+        off = L.offset(L.GDT_LINEAR)
         view = m.memory.monitor
         old_n = getattr(self, "_gdt_n", 0)
         view[off:off + n] = bytes(self._accessed(table.data, n))
@@ -96,9 +101,9 @@ class WorldSwitch:
         if v.ldtr[0] & 0xFFFC:
             ldt = m.vmem.read(v.ldtr[1], min(v.ldtr[2] + 1, 0x10000), cpl=0)
             lt = shadow.shadow_table(ldt, ldt=True)
-            loff = abi.LDT_LINEAR - MONITOR_LINEAR
+            loff = L.offset(L.LDT_LINEAR)
             view[loff:loff + len(ldt)] = bytes(self._accessed(lt.data, len(ldt)))
-            m.set_real_ldtr(v.ldtr[0], abi.LDT_LINEAR, v.ldtr[2])
+            m.set_real_ldtr(v.ldtr[0], L.LDT_LINEAR, v.ldtr[2])
         self.shadow_syncs += 1
 
     @staticmethod
@@ -127,10 +132,10 @@ class WorldSwitch:
         else:
             frame = [sels[0], sels[3], sels[4], sels[5], eip, sels[1], eflags & ~VM_BIT, regs[4], sels[2]]
             stub = DE_STUB
-        at = abi.STACK_TOP - 4 * len(frame)
-        off = at - MONITOR_LINEAR
+        at = m.abi.STACK_TOP - 4 * len(frame)
+        off = m.abi.offset(at)
         struct.pack_into(f"<{len(frame)}I", m.memory.monitor, off, *[x & 0xFFFFFFFF for x in frame])
-        m.mirror.word32(abi.DE_ESP, at)
+        m.mirror.word32(m.abi.DE_ESP, at)
         m.enter_world_de()
         self.switches += 1
         return stub
@@ -141,7 +146,7 @@ class WorldSwitch:
         """Make the real CPU ring 0 and continue at `target` (a TC address)
         through STUB16 and REENTRY32; regs are written by the caller."""
         uc = self.m.uc
-        self.m.mirror.word32(abi.REENTRY_TARGET, target)
+        self.m.mirror.word32(self.m.abi.REENTRY_TARGET, target)
         uc.reg_write(UC_X86_REG_EFLAGS, uc.reg_read(UC_X86_REG_EFLAGS) & ~VM_BIT)
         cr0 = uc.reg_read(UC_X86_REG_CR0)
         uc.reg_write(UC_X86_REG_CR0, cr0 & ~1)

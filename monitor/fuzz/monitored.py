@@ -30,7 +30,6 @@ from bt import abi
 from monitor.fuzz.case import RAM_SIZE, Case
 from monitor.fuzz.ports import PortModel
 from monitor.fuzz.state import Event, FinalState
-from monitor.memory import MONITOR_LINEAR
 
 REAL_TIMEOUT_S = 5.0
 
@@ -42,7 +41,7 @@ class Escaped(Exception):
 
 
 def _descriptor_base(machine, selector: int) -> int | None:
-    off = abi.GDT_LINEAR - MONITOR_LINEAR + (selector & ~7)
+    off = machine.abi.offset(machine.abi.GDT_LINEAR) + (selector & ~7)
     if (selector & ~7) >= abi.GDT_ENTRIES * 8:
         return None
     d = machine.memory.monitor[off:off + 8]
