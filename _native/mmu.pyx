@@ -15,14 +15,17 @@ from _native.uc_api cimport *
 
 from unicorn import UcError
 
-from monitor.mmu import PageFault
+from monitor.mmu import PageFault, check_data_base
 
 # Layout constants, shared with monitor/memory.py (checked at construction).
 cdef uint64_t MONITOR_LINEAR = <uint64_t>0xFFC00000UL
-cdef uint64_t DATA_LINEAR = <uint64_t>0xFFF00000UL       # monitor data base: only _fill reads it
+cdef uint64_t TC_LINEAR = <uint64_t>0xFFC00000UL
+cdef uint64_t DATA_LINEAR = <uint64_t>0xFFF00000UL       # the TC's end; the data window's default base
+cdef uint64_t DATA_SIZE = <uint64_t>0x100000UL           # the data window: 1 MiB
 cdef uint64_t TC_ALLOC_END = <uint64_t>0xFFEFF000UL      # the TC's last page (TC_UNTIL, U19)
 cdef uint64_t MONITOR_PHYS = <uint64_t>0x100000000ULL
 cdef uint64_t VOID_PHYS = <uint64_t>0x100400000ULL
+cdef uint64_t DATA_FRAMES = <uint64_t>0x100300000ULL     # MONITOR_PHYS + (DATA_LINEAR - MONITOR_LINEAR)
 
 # Control-register, page-table-entry and #PF error-code bits (monitor/mmu.py).
 cdef uint32_t CR0_PE = 1, CR0_WP = 1 << 16, CR0_PG = 1U << 31, CR4_PSE = 1 << 4
@@ -43,6 +46,7 @@ cdef struct MmuCore:
     uint32_t cr0, cr3, cr4
     int paging, wp, pse, user, de, cpl
     uint32_t pdbr
+    uint64_t data_base       # the monitor-data window's linear base (set_data_base)
     # the last refused fill's page fault
     int pf_valid
     uint32_t pf_linear
@@ -131,29 +135,31 @@ cdef bint _fill(uc_engine *uc, uint64_t vaddr, uc_mem_type access, uc_tlb_entry 
     cdef MmuCore *c = <MmuCore *>user
     cdef uint64_t page = vaddr & ~(<uint64_t>0xFFF)
     cdef uint64_t phys, pfn
-    cdef int perms, code
+    cdef uint64_t offset = page - c.data_base    # wraps to huge below the window
+    cdef int perms, code, tc
     cdef int data = access != UC_MEM_FETCH
     c.fills += 1
-    if page >= MONITOR_LINEAR:
-        if page >= DATA_LINEAR:
-            # Monitor data: read-write in BT; read-only in DE, where a guest
-            # write or fetch faults.
-            if not c.de:
-                result.paddr = MONITOR_PHYS + (page - MONITOR_LINEAR)
-                result.perms = UC_PROT_READ | UC_PROT_WRITE
-                return True
-            if access == UC_MEM_WRITE:
-                return _refuse(c, page, PF_P | PF_W | (PF_U if c.user else 0))
-            if access == UC_MEM_FETCH:
-                return _refuse(c, page, PF_P | (PF_U if c.user else 0))
-            result.paddr = MONITOR_PHYS + (page - MONITOR_LINEAR)
-            result.perms = UC_PROT_READ
+    if offset < DATA_SIZE:
+        # The monitor-data window (wherever it is): read-write in BT; read-only
+        # in DE, where a guest write or fetch faults.
+        if not c.de:
+            result.paddr = DATA_FRAMES + offset
+            result.perms = UC_PROT_READ | UC_PROT_WRITE
             return True
-        if not data and (not c.de or page == TC_ALLOC_END):
-            result.paddr = MONITOR_PHYS + (page - MONITOR_LINEAR)
-            result.perms = UC_PROT_EXEC          # the TC: fetch-only
-            return True
-        # Otherwise a TC linear page is the guest's own memory.
+        if access == UC_MEM_WRITE:
+            return _refuse(c, page, PF_P | PF_W | (PF_U if c.user else 0))
+        if access == UC_MEM_FETCH:
+            return _refuse(c, page, PF_P | (PF_U if c.user else 0))
+        result.paddr = DATA_FRAMES + offset
+        result.perms = UC_PROT_READ
+        return True
+    tc = page >= TC_LINEAR and page < DATA_LINEAR
+    if tc and not data and (not c.de or page == TC_ALLOC_END):
+        result.paddr = MONITOR_PHYS + (page - TC_LINEAR)
+        result.perms = UC_PROT_EXEC              # the TC: fetch-only
+        return True
+    # Anything else, a TC page's data included, is the guest's own memory
+    # (DATA_LINEAR.. too when the window is elsewhere).
     if c.paging:
         code = _walk(c, <uint32_t>page, access == UC_MEM_WRITE, c.user, 1, &phys, &perms)
         if code >= 0:
@@ -161,7 +167,7 @@ cdef bint _fill(uc_engine *uc, uint64_t vaddr, uc_mem_type access, uc_tlb_entry 
     else:
         phys = page & <uint64_t>c.a20_mask
         perms = UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC
-    if data and page >= MONITOR_LINEAR:
+    if data and tc:
         perms &= ~UC_PROT_EXEC                   # a fetch there must ask again
     if phys >= c.ram_size:
         result.paddr = VOID_PHYS
@@ -201,8 +207,11 @@ cdef class NativeMMU:
         from monitor import memory as layout
         from unicorn import UC_TLB_VIRTUAL
 
-        if (layout.MONITOR_LINEAR, layout.DATA_LINEAR, layout.TC_ALLOC_END, layout.MONITOR_PHYS,
-                layout.VOID_PHYS) != (MONITOR_LINEAR, DATA_LINEAR, TC_ALLOC_END, MONITOR_PHYS, VOID_PHYS):
+        if (layout.MONITOR_LINEAR, layout.TC_LINEAR, layout.DATA_LINEAR, layout.DATA_SIZE,
+                layout.TC_ALLOC_END, layout.MONITOR_PHYS, layout.VOID_PHYS,
+                layout.MONITOR_PHYS + (layout.DATA_LINEAR - layout.MONITOR_LINEAR)) != (
+                MONITOR_LINEAR, TC_LINEAR, DATA_LINEAR, DATA_SIZE, TC_ALLOC_END, MONITOR_PHYS,
+                VOID_PHYS, DATA_FRAMES):
             raise RuntimeError("monitor/memory.py layout differs from _native/mmu.pyx")
         self.uc = uc
         self.memory = memory
@@ -214,6 +223,7 @@ cdef class NativeMMU:
         self.core.n_pages = (memory.ram_size + 0xFFF) >> 12
         self.core.traced = <uint8_t *>calloc((self.core.n_pages >> 3) + 1, 1)
         self.core.a20_mask = <uint32_t>0xFFEFFFFFU
+        self.core.data_base = DATA_LINEAR
         self.core.owner = <void *>self
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
         cdef uc_err err = uc_hook_add(self.engine, &self.hook, UC_HOOK_TLB_FILL, <void *>_fill,
@@ -338,6 +348,19 @@ cdef class NativeMMU:
         if de != self.core.de:
             self.core.de = de
             self.flush()
+
+    def set_data_base(self, linear):
+        """Move the 1 MiB monitor-data window (monitor.mmu.check_data_base
+        says where it may go); flushes the TLB when the base changes."""
+        cdef uint64_t base = <uint64_t>check_data_base(linear)
+        if base != self.core.data_base:
+            self.core.data_base = base
+            self.flush()
+
+    @property
+    def data_base(self):
+        """The linear base of the monitor-data window (default DATA_LINEAR)."""
+        return self.core.data_base
 
     def invlpg(self, linear):
         """Unicorn has no single-page invalidation for the virtual TLB (only

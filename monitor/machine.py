@@ -21,7 +21,7 @@ import collections
 import logging
 import time
 
-from unicorn import UC_ARCH_X86, UC_ERR_EXCEPTION, UC_MODE_32, Uc, UcError
+from unicorn import UC_ARCH_X86, UC_ERR_EXCEPTION, UC_ERR_INSN_INVALID, UC_MODE_32, Uc, UcError
 from unicorn.x86_const import (
     UC_X86_REG_CR0, UC_X86_REG_CS, UC_X86_REG_DS, UC_X86_REG_ES, UC_X86_REG_FS,
     UC_X86_REG_GDTR, UC_X86_REG_GS, UC_X86_REG_SS,
@@ -44,6 +44,7 @@ from monitor.guestmem import GuestMemory, VirtualMemory
 from monitor.memory import MONITOR_LINEAR, TC_LINEAR, TC_SIZE, TC_UNTIL, PhysicalMemory
 from monitor.mmu import PageFault, SoftMMU
 from monitor.modes import World, decide_state
+from monitor.relocation import DataWindow
 from monitor.protmode import GuestFault, ProtectedModeOps, v86_segment
 from monitor.realmode import EFLAGS, EIP, RealModeOps, VMStop
 from monitor.shadow import is_reversible
@@ -97,7 +98,9 @@ class Machine:
             self.de_counter = counter_class(self.uc, 0, TC_LINEAR - 1, self._count_block)
             self.de_counter.enable(True)
         self.de_pending = None              # an event to deliver when a run starts at WS_TRAP
-        self.de_step = 0                    # run this many DE instructions before the next event
+        self.force_bt = False               # the next guest_target translates even where DE is allowed
+        self.step_count = 0                 # run only this many instructions next time...
+        self.after_step = None              # ...then call this (page-table watch, DE crossing fetch)
         self.lookup = IndirectLookup(self.memory.monitor, self.counters, self.abi)
         self.pic = None                     # the interrupt controller (monitor/pc.py attaches it)
         self.bios = None                    # set by the PC builder
@@ -111,7 +114,13 @@ class Machine:
         self.eip = TC_LINEAR
         self._install_shadow_gdt()
         self.worlds = WorldSwitch(self)
+        self.window = DataWindow(self)
         self._new_tc_generation()
+        from unicorn import UC_HOOK_INSN
+        from unicorn.x86_const import UC_X86_INS_SYSENTER
+        # sysenter in DE: Unicorn steps over it whatever the MSRs say (no #GP
+        # even with SYSENTER_CS = 0), so the monitor hooks it (U13).
+        self.uc.hook_add(UC_HOOK_INSN, self._on_sysenter, None, 1, 0, UC_X86_INS_SYSENTER)
         self.cpu.set_vector_handler(3, self._on_callout)
         for vector in range(256):
             if vector != 3:
@@ -255,9 +264,11 @@ class Machine:
         self.mmu.set_control(v.cr0, v.cr3, v.cr4)
         if flush:
             self.mmu.flush()
+        self.window.check()                       # keep monitor data where the guest maps nothing
 
     def invlpg(self, linear: int) -> None:
         self.mmu.invlpg(linear)
+        self.window.check()
 
     def tsc(self) -> int:
         return self.clock.now_ns       # a 1 GHz time-stamp counter on virtual time
@@ -295,6 +306,16 @@ class Machine:
         self.mmu.set_cpl(self.vcpu.cpl if self.vcpu.pe else 0)
         self.stats["world_switches_to_bt"] += 1
 
+    def _on_sysenter(self, uc, _ud) -> None:
+        """A sysenter run directly (ring 3): the block ends right after it, so
+        stopping here leaves the CPU at the next instruction; the run loop
+        then leaves DE and performs it (monitor/protmode.py)."""
+        if self.world is World.DE:
+            self.de_pending = ("sysenter", 0, None)
+            uc.emu_stop()
+        else:
+            self.stop("sysenter executed outside the TC's callouts (a translator bug)")
+
     def _de_io_check(self, port: int, size: int, is_write: bool) -> bool:
         """IN/OUT run directly at CPL 3 or in V8086: the CPU checks neither
         IOPL nor the TSS bitmap (U7), so the monitor does.  A denied access
@@ -315,8 +336,9 @@ class Machine:
         state: a translation (BT), or the DE entry stub with its frame written."""
         v = self.vcpu
         for _ in range(4):
-            if v.pe and self.decision(regs).direct:
+            if v.pe and not self.force_bt and self.decision(regs).direct:
                 return self.worlds.prepare_de(regs, eip)
+            self.force_bt = False
             if self.world is World.DE:
                 self.enter_world_bt()
             self.mmu.set_cpl(v.cpl if v.pe else 0)
@@ -417,7 +439,12 @@ class Machine:
         saved = list(regs) if protected else None
         try:
             if rec.kind == Kind.CHAIN:
-                regs[EIP] = self._chain(rec, index)
+                try:
+                    regs[EIP] = self._chain(rec, index)
+                except PageFault as pf:           # the target's code is not mapped: #PF at it
+                    regs[EIP] = self.guest_target(
+                        regs, self._fault_at(regs, GuestFault(14, pf.error_code, pf.linear), rec.target))
+                    return self._continue(regs, None)
                 return self._continue(regs, rec.target)
             if rec.kind == Kind.LOOKUP_MISS:
                 return self._lookup_miss(regs)
@@ -495,7 +522,7 @@ class Machine:
         v = self.vcpu
         pending, self.de_pending = self.de_pending, None
         if pending is not None and regs[EIP] == WS_TRAP + 1:
-            regs[EIP] = pending[1]
+            regs[EIP] = pending[1] if pending[0] != "sysenter" else regs[EIP]
         self._sync_from_de(regs)              # (self.world stays DE: no real segment reloads yet)
         eip = regs[EIP]
         try:
@@ -503,6 +530,10 @@ class Machine:
                 kind, at, arg = pending
                 if kind == "irq":
                     target = self.pm_ops.deliver(regs, arg, at)
+                elif kind == "bt":
+                    target, self.force_bt = at, True
+                elif kind == "sysenter":
+                    target = self.pm_ops.sysenter(regs)
                 else:                                              # ("fault", eip, GuestFault)
                     target = self._fault_at(regs, arg, at)
             elif is_int:
@@ -621,6 +652,10 @@ class Machine:
         """The guest itself wrote a code page: from now on the page is not
         write-protected; its units validate their bytes on entry (code and
         data share pages in real-mode programs all the time)."""
+        if pfn in self.window.watched:
+            self.window.recheck = True               # a page table under the data window changed
+            self.dirty_pages.add(pfn)
+            return
         self.checked_pages.add(pfn)
         self._on_code_write(pfn)
 
@@ -695,14 +730,18 @@ class Machine:
                     self.de_pending = ("irq", self.eip, self.pic.acknowledge())
                 if self.de_pending is not None:
                     begin = (WS_TRAP - self.vcpu.segs[CS][1].base) & 0xFFFFFFFF   # leave DE at once
-            count, self.de_step = self.de_step, 0
+            count, self.step_count = self.step_count, 0
+            after, self.after_step = self.after_step, None
             try:
                 self.cpu.run(begin, TC_UNTIL, timeout_us=slice_ns // 1000, count=count)
             except UcError as err:
-                if err.errno != UC_ERR_EXCEPTION:
+                if err.errno not in (UC_ERR_EXCEPTION, UC_ERR_INSN_INVALID):
                     raise
                 if self.mmu.page_fault is not None:
                     self._page_fault_after_run()
+                elif err.errno == UC_ERR_INSN_INVALID and self.world is World.DE:
+                    # Guest code Unicorn cannot decode: #UD at it (in BT the TC never is)
+                    self.de_pending = ("fault", self.cpu.read_gprs()[EIP], GuestFault(6))
                 elif self.mmu.trace_exit:
                     self.mmu.trace_exit = False  # a write trace: resume at the writing instruction
                 else:
@@ -711,6 +750,11 @@ class Machine:
             self.clock.advance_to(max(self.clock.now_ns, time.monotonic_ns() - epoch_ns))
             if self.dirty_pages:
                 self._invalidate_dirty()
+            if after is not None:
+                self._at_boundary(after)
+            if self.window.recheck and self.step_count == 0:
+                self.window.recheck = False
+                self.step_count, self.after_step = 1, self.window.check   # let the write land first
             if self.counters is not None and time.monotonic() - last_fold > 1.0:
                 self.counters.fold()             # u32 counters never get near wrapping
                 last_fold = time.monotonic()
@@ -720,6 +764,48 @@ class Machine:
                 if guest_ip is not None:
                     self._take_interrupt(guest_ip)
         return self.stop_reason
+
+    def _at_boundary(self, action) -> None:
+        """Run a monitor action between two runs (the TC may be flushed by it)."""
+        guest_ip = self._resume_point(self.eip) if self.world is World.BT else None
+        try:
+            action()
+        except VMStop as stop:
+            self.stop(str(stop))
+            return
+        if guest_ip is not None and self.tc.unit_at(self.eip) is None:
+            regs = self.cpu.read_gprs()
+            regs[EIP] = self.eip = self.guest_target(regs, guest_ip)
+            self.cpu.write_gprs(regs)
+
+    def _resume_point(self, eip: int) -> int | None:
+        """The guest IP translated code at `eip` stands for: an instruction
+        boundary, or a continuation stub (its target)."""
+        ip = self.guest_ip_at(eip)
+        if ip is not None:
+            return ip
+        off = eip - TC_LINEAR
+        if 0 <= off < TC_SIZE - 5 and self.tc.buf[off] == abi.CALLOUT_OPCODE:
+            rec = self.callouts[self.tc.read_u32(eip + 1)]
+            return rec.target if rec.kind == Kind.CHAIN else rec.ip
+        if 0 <= off < TC_SIZE - 5 and self.tc.buf[off] == 0xE9:          # a chained stub
+            target = eip + 5 + int.from_bytes(self.tc.buf[off + 1:off + 5], "little", signed=True)
+            return self.guest_ip_at(target)
+        return None
+
+    def relocate_data(self, base: int) -> None:
+        """Move the monitor-data window to linear `base` (monitor/relocation.py)."""
+        from unicorn.x86_const import UC_X86_REG_GDTR
+
+        self.flush_translations()                 # translated code embeds the old addresses
+        self.abi.move(base)
+        self.mmu.set_data_base(base)
+        self.worlds.write_stubs()
+        self.uc.reg_write(UC_X86_REG_GDTR, (0, self.abi.GDT_LINEAR, abi.GDT_LIMIT, 0))
+        if self.vcpu.ldtr[0] & 0xFFFC:
+            self.set_real_ldtr(self.vcpu.ldtr[0], self.abi.LDT_LINEAR, self.vcpu.ldtr[2])
+        self.stats["data_window_moves"] += 1
+        log.info("monitor data window moved to %#x", base)
 
     def _take_interrupt(self, return_ip: int) -> None:
         """Between runs: acknowledge the PIC's interrupt and enter its handler."""
@@ -816,7 +902,10 @@ class Machine:
                     break
                 insn = decode(raw + bytes(15), 0, bits)
             if steps:
-                self.de_step = steps                 # run up to the crossing instruction first
+                # Unicorn would translate the crossing instruction with the ones
+                # before it (count= does not help): run them in BT instead, where
+                # the unit ends before it and the next translation faults exactly.
+                self.de_pending = ("bt", eip, None)
                 return
             cr2 = page if lin < page else lin
         self.de_pending = ("fault", eip, GuestFault(14, code, cr2))
@@ -830,6 +919,7 @@ class Machine:
             "de_instructions": self.de_counter.instructions if self.de_counter else None,
             "de_blocks": self.de_counter.blocks if self.de_counter else None,
             "world_switches": self.worlds.switches,
+            "data_window": hex(self.abi.base),
             "units_translated": tc.units,
             "guest_instructions_translated": tc.insns,
             "tc_bytes": tc.bytes,

@@ -5,15 +5,19 @@ permissions, separately for fetch and for data when the first answer granted
 only one of them.  That makes the TLB the monitor's MMU (docs/mmu.md has the
 whole policy table):
 
-* the monitor region (top 4 MiB): in the BT world TC pages resolve for
-  instruction fetch only (onto the TC frames) and monitor data pages for data
-  (read-write), so guest code can never write the TC.  In the DE world (guest
-  code running directly at real CPL 3 or in V86) a fetch from a TC page goes
-  through the guest translation like any access, except the TC's last page
-  (TC_ALLOC_END, which holds TC_UNTIL, U19); monitor data pages are read-only
-  (the CPU reads the shadow GDT there) and a guest write to them is a page
-  fault.  A *data* access to a TC page goes through the guest translation in
-  both worlds, and its entry never grants fetch;
+* the monitor region: the TC at TC_LINEAR..DATA_LINEAR-1 and the 1 MiB
+  monitor-data window, at DATA_LINEAR (the top 1 MiB) unless the monitor moved
+  it (`set_data_base`) to a hole the guest's page tables leave.  In the BT world
+  TC pages resolve for instruction fetch only (onto the TC frames) and
+  monitor-data pages for data (read-write), so guest code can never write the
+  TC.  In the DE world (guest code running directly at real CPL 3 or in V86) a
+  fetch from a TC page goes through the guest translation like any access,
+  except the TC's last page (TC_ALLOC_END, which holds TC_UNTIL, U19);
+  monitor-data pages are read-only (the CPU reads the shadow GDT there) and a
+  guest write to them is a page fault.  A *data* access to a TC page goes
+  through the guest translation in both worlds, and its entry never grants
+  fetch.  Wherever the window is, it reaches the same monitor frames; with the
+  window moved, DATA_LINEAR..0xFFFFFFFF is ordinary guest memory;
 * guest linear -> guest physical: with paging off through the A20 mask (port
   0x92 / 8042); with paging on (CR0.PG and CR0.PE) by walking the guest's
   32-bit page tables in guest RAM: 4 KiB pages, 4 MiB pages with CR4.PSE,
@@ -53,10 +57,13 @@ from unicorn import (
 )
 
 from monitor.memory import (
-    DATA_LINEAR,      # the monitor data region's base: only translate() uses it
+    DATA_LINEAR,      # the monitor-data window's default base (and the TC's end)
+    DATA_SIZE,        # the window's size: 1 MiB
     MONITOR_LINEAR,
     MONITOR_PHYS,
+    PAGE,
     TC_ALLOC_END,
+    TC_LINEAR,
     VOID_PHYS,
 )
 
@@ -78,6 +85,25 @@ PTE_P, PTE_RW, PTE_US, PTE_A, PTE_D, PTE_PS = 0x01, 0x02, 0x04, 0x20, 0x40, 0x80
 PF_P, PF_W, PF_U = 0x1, 0x2, 0x4
 
 WORLDS = ("bt", "de")
+
+# The monitor-data window's frames, wherever its linear base is.
+DATA_FRAMES = MONITOR_PHYS + (DATA_LINEAR - MONITOR_LINEAR)
+
+
+def check_data_base(linear) -> int:
+    """A valid base for the monitor-data window, or ValueError: 4 KiB aligned,
+    and [linear, linear + 1 MiB) inside the 32-bit linear space and outside
+    the TC [TC_LINEAR, DATA_LINEAR): the default DATA_LINEAR, or anywhere
+    ending at or below TC_LINEAR.  (Shared by SoftMMU and NativeMMU.)"""
+    if isinstance(linear, bool) or not isinstance(linear, int):
+        raise TypeError(f"the data window base must be an int, not {type(linear).__name__}")
+    if linear % PAGE:
+        raise ValueError(f"the data window base {linear:#x} is not 4 KiB aligned")
+    if not (0 <= linear <= TC_LINEAR - DATA_SIZE or linear == DATA_LINEAR):
+        raise ValueError(
+            f"the data window {linear:#x}..{linear + DATA_SIZE - 1:#x} must lie below "
+            f"{TC_LINEAR:#x} (the TC) or at {DATA_LINEAR:#x}")
+    return linear
 
 
 class PageFault(Exception):
@@ -117,6 +143,7 @@ class SoftMMU:
         self._user = False
         self.world = "bt"
         self._de = False
+        self._data_base = DATA_LINEAR          # the monitor-data window (set_data_base)
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
         self._hook = uc.hook_add(UC_HOOK_TLB_FILL, self._fill)
 
@@ -137,21 +164,24 @@ class SoftMMU:
         None when the fill refuses: a page fault (recorded in `page_fault`) or
         the first write to a traced page (`trace_exit`)."""
         data = access != UC_MEM_FETCH
-        if page >= MONITOR_LINEAR:
-            frame = MONITOR_PHYS + (page - MONITOR_LINEAR)
-            if page >= DATA_LINEAR:
-                # Monitor data: read-write in BT; read-only in DE (the CPU reads
-                # the shadow GDT there), where a guest write or fetch faults.
-                if not self._de:
-                    return frame, RW
-                if access == UC_MEM_WRITE:
-                    return self._refuse(page, PF_P | PF_W | (PF_U if self._user else 0))
-                if access == UC_MEM_FETCH:
-                    return self._refuse(page, PF_P | (PF_U if self._user else 0))
-                return frame, UC_PROT_READ
-            if not data and (not self._de or page == TC_ALLOC_END):
-                return frame, UC_PROT_EXEC      # the TC: fetch-only
-            # Otherwise a TC linear page is the guest's own memory.
+        offset = page - self._data_base
+        if 0 <= offset < DATA_SIZE:
+            # The monitor-data window (wherever it is): read-write in BT;
+            # read-only in DE (the CPU reads the shadow GDT there), where a
+            # guest write or fetch faults.
+            frame = DATA_FRAMES + offset
+            if not self._de:
+                return frame, RW
+            if access == UC_MEM_WRITE:
+                return self._refuse(page, PF_P | PF_W | (PF_U if self._user else 0))
+            if access == UC_MEM_FETCH:
+                return self._refuse(page, PF_P | (PF_U if self._user else 0))
+            return frame, UC_PROT_READ
+        tc = TC_LINEAR <= page < DATA_LINEAR
+        if tc and not data and (not self._de or page == TC_ALLOC_END):
+            return MONITOR_PHYS + (page - TC_LINEAR), UC_PROT_EXEC     # the TC: fetch-only
+        # Anything else, a TC page's data included, is the guest's own memory
+        # (DATA_LINEAR.. too when the window is elsewhere).
         if self.paging:
             result = self._walk(page, access == UC_MEM_WRITE, self._user, True)
             if type(result) is int:
@@ -159,7 +189,7 @@ class SoftMMU:
             phys, perms = result
         else:
             phys, perms = page & self.a20_mask, RWX
-        if data and page >= MONITOR_LINEAR:
+        if data and tc:
             perms &= ~UC_PROT_EXEC              # a fetch there must ask again (it may be the TC's)
         if phys >= self.memory.ram_size:
             return VOID_PHYS, perms
@@ -228,7 +258,8 @@ class SoftMMU:
         (UC_MEM_READ / UC_MEM_WRITE / UC_MEM_FETCH) with the rights of `cpl`
         (default: the guest's current CPL; 0 for the CPU's accesses to system
         structures), setting A/D like hardware.  Raises PageFault.  Ignores
-        the monitor region: this is the guest's own translation."""
+        the monitor region and the data window: this is the guest's own
+        translation."""
         linear &= 0xFFFFFFFF
         if not self.paging:
             return linear & self.a20_mask
@@ -288,6 +319,21 @@ class SoftMMU:
             self.world = world
             self._de = world == "de"
             self.flush()
+
+    def set_data_base(self, linear: int) -> None:
+        """Move the 1 MiB monitor-data window to linear `linear` (see
+        `check_data_base`; ValueError otherwise).  It keeps reaching the same
+        monitor frames; DATA_LINEAR.. becomes guest memory when it is moved
+        away.  Flushes the TLB when the base changes."""
+        linear = check_data_base(linear)
+        if linear != self._data_base:
+            self._data_base = linear
+            self.flush()
+
+    @property
+    def data_base(self) -> int:
+        """The linear base of the monitor-data window (default DATA_LINEAR)."""
+        return self._data_base
 
     def invlpg(self, linear: int) -> None:
         """Drop the TLB entry of one linear page.  Unicorn offers no

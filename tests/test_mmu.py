@@ -4,7 +4,7 @@ answer for every kind of page, and the policy is the documented one."""
 from __future__ import annotations
 
 import pytest
-from unicorn import UC_ARCH_X86, UC_MEM_FETCH, UC_MEM_READ, UC_MEM_WRITE, UC_MODE_32, UC_PROT_EXEC, Uc
+from unicorn import UC_ARCH_X86, UC_MEM_FETCH, UC_MEM_READ, UC_MEM_WRITE, UC_MODE_32, UC_PROT_EXEC, UC_PROT_READ, Uc
 
 from _native import NativeMMU
 from monitor.memory import DATA_LINEAR, MONITOR_PHYS, TC_ALLOC_END, TC_LINEAR, VOID_PHYS, PhysicalMemory
@@ -21,14 +21,18 @@ def make(cls, ram_mb=2):
 
 
 PAGES = [0x0, 0x7000, 0xB8000, 0xFF000, 0x100000, 0x101000, 0x1FF000, 0x200000, 0x5000000,
-         TC_LINEAR, TC_LINEAR + 0x5000, DATA_LINEAR - 0x1000, DATA_LINEAR, 0xFFFFF000]
+         TC_LINEAR, TC_LINEAR + 0x5000, DATA_LINEAR - 0x1000, DATA_LINEAR, 0xFFFFF000,
+         # around the moved monitor-data windows below
+         0x4FF000, 0x500000, 0x5FF000, 0x600000, 0x7FEFF000, 0x7FF00000, 0x7FFFF000, 0x80000000]
+MOVED = 0x7FF00000                      # a data window below the TC
 
 
+@pytest.mark.parametrize("data_base", [DATA_LINEAR, MOVED, 0x500000], ids=hex)
 @pytest.mark.parametrize("a20", [False, True])
 @pytest.mark.parametrize("world", ["bt", "de"])
 @pytest.mark.parametrize("cpl", [0, 3])
 @pytest.mark.parametrize("paging", [False, True])
-def test_native_and_twin_agree_on_every_page(a20, world, cpl, paging):
+def test_native_and_twin_agree_on_every_page(a20, world, cpl, paging, data_base):
     native, _ = make(NativeMMU)
     twin, _ = make(SoftMMU)
     for mmu in (native, twin):
@@ -47,6 +51,8 @@ def test_native_and_twin_agree_on_every_page(a20, world, cpl, paging):
         mmu.set_control(0x80000011 if paging else 0x11, 0x1000, 0)
         mmu.set_world(world)
         mmu.set_cpl(cpl)
+        mmu.set_data_base(data_base)
+        assert mmu.data_base == data_base
     for page in PAGES:
         for access in ACCESSES:
             if page == 0x7000 and access == UC_MEM_WRITE:
@@ -79,3 +85,19 @@ def test_policy():
         assert mmu.translate(TC_ALLOC_END, UC_MEM_FETCH)[1] == UC_PROT_EXEC  # but the until page (U19)
         assert mmu.translate(DATA_LINEAR, UC_MEM_WRITE) is None             # monitor data: read-only
         assert mmu.page_fault == (DATA_LINEAR, 0x3) and mmu.faults == 1
+        # The monitor-data window moved below the TC: same frames, same policy;
+        # its old place is the guest's (beyond 2 MiB of RAM: the void frame).
+        assert mmu.data_base == DATA_LINEAR
+        mmu.set_data_base(MOVED)
+        assert mmu.data_base == MOVED
+        assert mmu.translate(MOVED + 0x5000, UC_MEM_READ) == (MONITOR_PHYS + (DATA_LINEAR - TC_LINEAR) + 0x5000,
+                                                              UC_PROT_READ)
+        assert mmu.translate(MOVED, UC_MEM_WRITE) is None
+        assert mmu.translate(DATA_LINEAR, UC_MEM_WRITE) == (VOID_PHYS, RWX)
+        assert mmu.translate(0xFFFFF000, UC_MEM_FETCH) == (VOID_PHYS, RWX)
+        mmu.set_world("bt")
+        assert mmu.translate(MOVED, UC_MEM_WRITE) == (MONITOR_PHYS + (DATA_LINEAR - TC_LINEAR), RW)
+        assert mmu.translate(DATA_LINEAR, UC_MEM_FETCH) == (VOID_PHYS, RWX)  # the TC is never there
+        with pytest.raises(ValueError):
+            mmu.set_data_base(TC_LINEAR - 0x80000)                          # would overlap the TC
+        assert mmu.data_base == MOVED

@@ -1,6 +1,7 @@
 """32-bit paging in the software MMU (docs/mmu.md): the guest page walk, its
 rights, Accessed/Dirty bits and page-fault reports, the world policy of the
-monitor region, and one real Unicorn run that faults and resumes.  Every
+monitor region and of the movable monitor-data window, and real Unicorn runs
+that fault and resume or use guest memory where the window used to be.  Every
 behaviour test runs on the native MMU and on its Python twin, and one test
 holds the two equal over many pages, accesses, CPLs and CR settings, A/D side
 effects in guest RAM included."""
@@ -16,13 +17,13 @@ from unicorn import (
     UC_PROT_EXEC, UC_PROT_READ, Uc, UcError,
 )
 from unicorn.x86_const import (
-    UC_X86_REG_CS, UC_X86_REG_DS, UC_X86_REG_EAX, UC_X86_REG_ECX, UC_X86_REG_EIP, UC_X86_REG_ES, UC_X86_REG_ESP,
-    UC_X86_REG_GDTR, UC_X86_REG_SS,
+    UC_X86_REG_CS, UC_X86_REG_DS, UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX, UC_X86_REG_EDX, UC_X86_REG_EIP,
+    UC_X86_REG_ES, UC_X86_REG_ESP, UC_X86_REG_GDTR, UC_X86_REG_SS,
 )
 
 from _native import NativeMMU
 from monitor.memory import (
-    DATA_LINEAR, MONITOR_LINEAR, MONITOR_PHYS, TC_ALLOC_END, TC_LINEAR, VOID_PHYS, PhysicalMemory,
+    DATA_LINEAR, DATA_SIZE, MONITOR_LINEAR, MONITOR_PHYS, TC_ALLOC_END, TC_LINEAR, VOID_PHYS, PhysicalMemory,
 )
 from monitor.mmu import RW, RWX, RX, PageFault, SoftMMU
 from x86env import assemble, descriptor
@@ -38,6 +39,10 @@ PD = 0x10000            # page directory (physical)
 PT_POOL = 0x11000       # page tables are allocated from here
 
 CLASSES = pytest.mark.parametrize("cls", [NativeMMU, SoftMMU], ids=["native", "twin"])
+
+DATA_FRAMES = MONITOR_PHYS + (DATA_LINEAR - MONITOR_LINEAR)     # the monitor-data window's frames
+TOP = 0xFFFFF000                                                # the last linear page
+MOVED = (0x7FF00000, 0x00500000)                                # data windows below the TC
 
 
 def counting(cls):
@@ -350,6 +355,29 @@ def test_flushes(cls):
 
 
 @CLASSES
+def test_flushes_when_the_data_window_moves(cls):
+    g = Guest(counting(cls))
+    mmu, t = g.mmu, type(g.mmu)
+
+    def flushed(action) -> bool:
+        before = t.flushes
+        action()
+        return t.flushes > before
+
+    assert mmu.data_base == DATA_LINEAR
+    assert not flushed(lambda: mmu.set_data_base(DATA_LINEAR))
+    assert flushed(lambda: mmu.set_data_base(0x7FF00000))
+    assert not flushed(lambda: mmu.set_data_base(0x7FF00000))
+    assert flushed(lambda: mmu.set_data_base(0x00500000))
+    with pytest.raises(ValueError):
+        mmu.set_data_base(TC_LINEAR)
+    assert t.flushes == 2 and mmu.data_base == 0x00500000       # a refused base changes nothing
+    g.paging()
+    assert not flushed(lambda: mmu.set_data_base(0x00500000))
+    assert flushed(lambda: mmu.set_data_base(DATA_LINEAR))
+
+
+@CLASSES
 def test_cr3_switch(cls):
     g = Guest(cls)
     g.mmu.set_a20(True)
@@ -435,6 +463,90 @@ def test_monitor_data_pages_by_world(cls, paging):
         assert g.pte(DATA_LINEAR) & A == 0
 
 
+# ------------------------------------------------------------------ the movable data window
+
+@CLASSES
+def test_data_window_bases(cls):
+    g = Guest(cls)
+    mmu = g.mmu
+    for base in (0, 0x1000, 0x00500000, 0x7FF00000, 0x7FF01000, TC_LINEAR - DATA_SIZE, DATA_LINEAR):
+        mmu.set_data_base(base)                                 # 4 KiB aligned, clear of the TC
+        assert mmu.data_base == base
+    mmu.set_data_base(0x7FF00000)
+    for base in (0x7FF00800, 0x1, TC_LINEAR - DATA_SIZE + 0x1000, TC_LINEAR - 0x80000, TC_LINEAR,
+                 TC_LINEAR + 0x5000, TC_ALLOC_END, DATA_LINEAR - 0x1000, DATA_LINEAR + 0x1000, TOP,
+                 -0x1000, 1 << 32, (1 << 32) + 0x7FF00000):
+        with pytest.raises(ValueError):
+            mmu.set_data_base(base)
+        assert mmu.data_base == 0x7FF00000, hex(base)
+    with pytest.raises(TypeError):
+        mmu.set_data_base("0x7ff00000")
+
+
+@CLASSES
+@pytest.mark.parametrize("paging", [False, True], ids=["flat", "paging"])
+@pytest.mark.parametrize("base", MOVED, ids=hex)
+def test_moved_data_window(cls, paging, base):
+    """The window at `base` follows the monitor-data policy onto the same frames;
+    DATA_LINEAR.. is the guest's for every access, fetch included; the TC is unchanged."""
+    g = Guest(cls)                                              # 16 MiB of RAM
+    g.mmu.set_a20(True)
+    if paging:
+        g.map4k(base, 0x9000)                                   # hidden by the window
+        g.map4k(base - 0x1000, 0x41000)
+        g.map4k(base + DATA_SIZE, 0x42000)
+        g.map4k(DATA_LINEAR, 0x43000)
+        g.map4k(TOP, 0x44000)
+        g.map4k(TC_PAGE, 0x7000)
+        g.paging()
+        below, above, old, top = 0x41000, 0x42000, 0x43000, 0x44000
+    else:
+        below, above, old, top = base - 0x1000, base + DATA_SIZE, VOID_PHYS, VOID_PHYS
+        if base + DATA_SIZE > g.mem.ram_size:
+            below = above = VOID_PHYS
+    g.mmu.set_data_base(base)
+    assert g.mmu.data_base == base
+    # BT: the window is the monitor's frames, read-write, page for page.
+    for off in (0, 0x5000, 0xFF000):
+        for access in ACCESSES:
+            assert g.mmu.translate(base + off, access) == (DATA_FRAMES + off, RW), (hex(off), access)
+    # Its neighbours and its old place are the guest's (a write first: it sets D).
+    for lin, phys in ((base - 0x1000, below), (base + DATA_SIZE, above), (DATA_LINEAR, old), (TOP, top)):
+        for access in (WRITE, READ, FETCH):                     # fetch too: the TC is never there
+            assert g.mmu.translate(lin, access) == (phys, RWX), (hex(lin), access)
+    # The TC keeps its policy.
+    assert g.mmu.translate(TC_PAGE, FETCH) == (MONITOR_PHYS + 0x5000, X)
+    assert g.mmu.translate(TC_ALLOC_END, FETCH) == (MONITOR_PHYS + TC_ALLOC_END - TC_LINEAR, X)
+    if paging:
+        assert g.mmu.translate(TC_PAGE, WRITE) == (0x7000, RW)
+    # DE at guest CPL 3: the window is read-only, a write or fetch faults; the
+    # guest may run its own code at the top.
+    g.mmu.set_cpl(3)
+    g.mmu.set_world("de")
+    assert g.mmu.translate(base + 0x5000, READ) == (DATA_FRAMES + 0x5000, R)
+    assert g.mmu.translate(base + 0x5000, WRITE) is None
+    assert g.mmu.page_fault == (base + 0x5000, PF_P | PF_W | PF_U)
+    assert g.mmu.translate(base + 0xFF000, FETCH) is None
+    assert g.mmu.page_fault == (base + 0xFF000, PF_P | PF_U)
+    assert g.mmu.faults == 2
+    for lin, phys in ((DATA_LINEAR, old), (TOP, top), (base + DATA_SIZE, above)):
+        for access in ACCESSES:
+            assert g.mmu.translate(lin, access) == (phys, RWX), (hex(lin), access)
+    assert g.mmu.translate(TC_ALLOC_END, FETCH)[1] == X
+    # walk() is the guest's translation, wherever the window is.
+    if paging:
+        assert g.pte(base) & A == 0                             # the window never walks
+        assert g.mmu.walk(base + 0x123, READ) == 0x9123
+        assert g.mmu.walk(TOP + 0x456, WRITE) == 0x44456
+    else:
+        assert g.mmu.walk(base + 0x123, READ) == base + 0x123
+    # Back at the default: the top is the monitor's again.
+    g.mmu.set_data_base(DATA_LINEAR)
+    assert g.mmu.translate(TOP, READ) == (DATA_FRAMES + 0xFF000, R)
+    flat = base if base < g.mem.ram_size else VOID_PHYS
+    assert g.mmu.translate(base, READ) == ((0x9000, RX) if paging else (flat, RWX))
+
+
 # ------------------------------------------------------------------ write traces
 
 @CLASSES
@@ -472,7 +584,12 @@ def _random_tables(g: Guest, rng: random.Random) -> list[int]:
         pages += [lin, lin + 0x1000]
     g.map4k(TC_PAGE, 0x7000)
     g.map4k(TC_ALLOC_END, 0x8000, P | U)
-    pages += [TC_PAGE, TC_PAGE + 0x1000, TC_ALLOC_END, DATA_LINEAR, 0xFFFFF000]
+    g.map4k(DATA_LINEAR, 0x9000, P | W | U)                   # seen when the window is moved
+    g.map4k(TOP, 0xA000, P)
+    g.map4k(0x7FF00000, 0xB000, P | W | U | D)                 # hidden while the window is there
+    pages += [TC_PAGE, TC_PAGE + 0x1000, TC_ALLOC_END, DATA_LINEAR, DATA_LINEAR + 0x1000, TOP,
+              0x7FEFF000, 0x7FF00000, 0x7FF5F000, 0x7FFFF000, 0x80000000,
+              0x4FF000, 0x500000, 0x55F000, 0x5FF000, 0x600000]
     return pages
 
 
@@ -485,19 +602,21 @@ def test_native_and_twin_agree_with_paging(seed):
     for g in guests:
         for pfn in (0x7, 0x123, 0x500, 0x1200):
             g.mmu.trace_page(pfn)
-    settings = [(wp, pse, cpl, world, a20) for wp in (False, True) for pse in (False, True)
-                for cpl in (0, 1, 3) for world in ("bt", "de") for a20 in (True, False)]
+    settings = [(wp, pse, cpl, world, a20, base) for wp in (False, True) for pse in (False, True)
+                for cpl in (0, 1, 3) for world in ("bt", "de") for a20 in (True, False)
+                for base in (DATA_LINEAR,) + MOVED]
     rng.shuffle(settings)
-    for wp, pse, cpl, world, a20 in settings[:16]:
+    for wp, pse, cpl, world, a20, base in settings[:24]:
         for g in guests:
             g.paging(wp=wp, pse=pse)
             g.mmu.set_cpl(cpl)
             g.mmu.set_world(world)
             g.mmu.set_a20(a20)
+            g.mmu.set_data_base(base)
         for page in rng.sample(pages, 40):
             access = rng.choice(ACCESSES)
             answers = [(g.mmu.translate(page, access), g.mmu.page_fault, g.mmu.trace_exit) for g in guests]
-            assert answers[0] == answers[1], (hex(page), access, wp, pse, cpl, world, a20)
+            assert answers[0] == answers[1], (hex(page), access, wp, pse, cpl, world, a20, hex(base))
             lin = page | rng.randrange(0x1000)
             cpl_arg, set_ad = rng.choice([None, 0, 3]), rng.random() < 0.7
             walks = []
@@ -516,6 +635,35 @@ def test_native_and_twin_agree_with_paging(seed):
     assert bytes(native.ram) == bytes(twin.ram)
     assert (native.mmu.faults, native.mmu.trace_hits, native.fired) == (twin.mmu.faults, twin.mmu.trace_hits, twin.fired)
     assert native.mmu.faults > 0 and native.mmu.traced_pages() == twin.mmu.traced_pages()
+
+
+@pytest.mark.parametrize("base", (DATA_LINEAR,) + MOVED, ids=hex)
+@pytest.mark.parametrize("paging", [False, True], ids=["flat", "paging"])
+def test_native_and_twin_agree_around_the_data_window(paging, base):
+    """Every page of the top 4 MiB and of the window and its neighbours, every
+    access, both worlds, both CPL classes."""
+    guests = [Guest(NativeMMU), Guest(SoftMMU)]
+    pages = list(range(TC_LINEAR, 1 << 32, 0x1000))
+    pages += list(range(base - 0x2000, base + DATA_SIZE + 0x2000, 0x1000)) if base != DATA_LINEAR else []
+    for g in guests:
+        g.mmu.set_a20(True)
+        if paging:
+            for i, lin in enumerate(pages):
+                if i % 7:                                       # some pages not present
+                    g.map4k(lin, (0x100 + i % 0x700) << 12, [P, P | W, P | U, P | W | U][i % 4])
+            g.paging(wp=True)
+        g.mmu.set_data_base(base)
+    for world in ("bt", "de"):
+        for cpl in (0, 3):
+            for g in guests:
+                g.mmu.set_world(world)
+                g.mmu.set_cpl(cpl)
+            for page in pages:
+                for access in ACCESSES:
+                    answers = [(g.mmu.translate(page, access), g.mmu.page_fault) for g in guests]
+                    assert answers[0] == answers[1], (hex(page), access, world, cpl)
+    native, twin = guests
+    assert bytes(native.ram) == bytes(twin.ram) and native.mmu.faults == twin.mmu.faults
 
 
 # ------------------------------------------------------------------ a real run
@@ -632,3 +780,47 @@ def test_run_fetch_fault_of_an_instruction_crossing_into_a_missing_page(cls):
     g.uc.emu_start(eip, CODE_LIN + 0x1003)                      # the end of the crossing mov
     assert g.uc.reg_read(UC_X86_REG_EAX) == 0x11223344
     assert g.uc.reg_read(UC_X86_REG_ECX) == 0xFFE
+
+
+PT3 = 0x14000                   # the page table of 0xFFC00000..0xFFFFFFFF
+TOP_PHYS = 0x31000              # the guest frame the run maps at 0xFFFFF000
+
+
+@CLASSES
+@pytest.mark.parametrize("base", MOVED, ids=hex)
+def test_run_guest_memory_at_the_top_with_the_window_moved(cls, base):
+    """Ring-0 code maps 0xFFFFF000 to a guest frame and reads and writes it
+    while the data window is at `base`; the window serves the monitor's bytes;
+    moving the window back (a flush) makes the top the monitor's again."""
+    g = _machine(cls)
+    mon = g.mem.monitor
+    off = DATA_LINEAR - MONITOR_LINEAR                         # the window's frames in memory.monitor
+    struct.pack_into("<I", mon, off, 0xC0DE1234)               # first window page
+    struct.pack_into("<I", mon, off + 0xFF000, 0x5EC0DE77)     # last window page (0xFFFFF000 by default)
+    g.wr(PD + 4 * 1023, PT3 | P | W)                           # an empty page table for the top 4 MiB
+    g.wr(TOP_PHYS + 0x10, 1000)
+    part1 = (f"mov dword [{PT3 + 4 * 1023:#x}], {TOP_PHYS | P | W:#x}\n"   # map 0xFFFFF000 (PT3 is identity-mapped)
+             f"mov eax, [{TOP + 0x10:#x}]\n"
+             "inc eax\n"
+             f"mov [{TOP + 0x14:#x}], eax\n"
+             f"mov ebx, [{base:#x}]\n"                        # monitor data at the new base
+             f"mov edx, [{base + 0xFF000:#x}]\n"
+             f"mov [{base + 8:#x}], eax")                      # BT: the window is writable
+    part2 = (f"mov ecx, [{TOP:#x}]\n"                         # the default window again
+             f"mov [{TOP + 0x20:#x}], eax")
+    mid = CODE_LIN + len(assemble(part1, org=CODE_LIN))
+    end = _load(g, f"{part1}\nnop\n{part2}\nnop")
+    g.mmu.set_data_base(base)
+    g.uc.emu_start(CODE_LIN, mid)
+    assert g.uc.reg_read(UC_X86_REG_EIP) == mid and g.mmu.page_fault is None
+    assert g.uc.reg_read(UC_X86_REG_EAX) == 1001 and g.rd(TOP_PHYS + 0x14) == 1001
+    assert g.rd(PT3 + 4 * 1023) & (A | D) == A | D             # the guest's PTE, walked and dirtied
+    assert g.uc.reg_read(UC_X86_REG_EBX) == 0xC0DE1234
+    assert g.uc.reg_read(UC_X86_REG_EDX) == 0x5EC0DE77
+    assert struct.unpack_from("<I", mon, off + 8)[0] == 1001
+    assert bytes(mon[off + 0xFF010:off + 0xFF018]) == bytes(8)  # the guest's accesses missed the monitor
+    g.mmu.set_data_base(DATA_LINEAR)                            # flushes 0xFFFFF000 -> TOP_PHYS
+    g.uc.emu_start(mid, end - 1)
+    assert g.uc.reg_read(UC_X86_REG_EIP) == end - 1 and g.mmu.page_fault is None
+    assert g.uc.reg_read(UC_X86_REG_ECX) == 0x5EC0DE77
+    assert struct.unpack_from("<I", mon, off + 0xFF020)[0] == 1001 and g.rd(TOP_PHYS + 0x20) == 0
