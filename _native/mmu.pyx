@@ -42,6 +42,7 @@ cdef struct MmuCore:
     uint64_t trace_hits
     uint64_t faults          # page faults recorded by fills
     int trace_exit           # a fill refused a write to trace it
+    int frozen               # refuse every fill (the monitor is unwinding a denied DE I/O)
     # guest control state
     uint32_t cr0, cr3, cr4
     int paging, wp, pse, user, de, cpl
@@ -139,6 +140,8 @@ cdef bint _fill(uc_engine *uc, uint64_t vaddr, uc_mem_type access, uc_tlb_entry 
     cdef int perms, code, tc
     cdef int data = access != UC_MEM_FETCH
     c.fills += 1
+    if c.frozen:
+        return False
     if offset < DATA_SIZE:
         # The monitor-data window (wherever it is): read-write in BT; read-only
         # in DE, where a guest write or fetch faults.
@@ -256,6 +259,16 @@ cdef class NativeMMU:
     @trace_exit.setter
     def trace_exit(self, value):
         self.core.trace_exit = 1 if value else 0
+
+    @property
+    def frozen(self):
+        return bool(self.core.frozen)
+
+    def freeze(self, bint on):
+        """Refuse every fill (and flush), so that no further memory access of
+        the running block lands: the monitor is about to restore a saved context."""
+        self.core.frozen = 1 if on else 0
+        self.flush()
 
     @property
     def page_fault(self):

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
-        help="boot a guest from a floppy or hard-disk image",
+        help="boot a guest from a floppy or hard-disk image (none: the built-in demo guest)",
         description="Boot a PC guest. Everything it executes, from the BIOS's reset vector "
                     "on, runs through hybrid86's binary translator (real mode). Interactive by "
                     "default: the VGA text screen in this terminal, your keys on its keyboard, "
@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                "--screen-dump screen.txt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("--fda", metavar="IMG", help="floppy image for drive A: (raw, 160 KiB to 2.88 MiB)")
+    run.add_argument("--fda", metavar="IMG", help="floppy image for drive A: (raw, 160 KiB to 2.88 MiB); "
+                     "with no image at all, the built-in demo guest boots (headless, COM1 on stdout, --stats)")
     run.add_argument("--hda", metavar="IMG", help="raw hard-disk image for drive C:")
     run.add_argument("--memory", metavar="MB", type=int, default=16, help="guest memory in MiB (default 16)")
     run.add_argument("--boot", choices=("a", "c"), help="boot drive (default: a with --fda, else c)")

@@ -24,6 +24,7 @@ class CounterPool:
         self.used = 0
         self.folded: dict[int, int] = {}      # counter address -> counts already folded
         self.retired = 0                       # instructions of units from flushed TC generations
+        self.retired_by: dict[str, int] = {}   # the same by unit mode ("real", "pm")
 
     def allocate(self) -> int:
         """Linear address of a fresh zeroed u32 counter."""
@@ -52,8 +53,17 @@ class CounterPool:
     def executed(self, units) -> int:
         return self.retired + sum(self.read(u.counter) * u.n_insns for u in units if u.counter >= 0)
 
+    def executed_by(self, units) -> dict[str, int]:
+        """Guest instructions run in BT by unit mode: real mode and protected mode."""
+        out = dict(self.retired_by)
+        for u in units:
+            if u.counter >= 0:
+                out[u.key[0]] = out.get(u.key[0], 0) + self.read(u.counter) * u.n_insns
+        return out
+
     def fold_and_reset(self, units) -> None:
         """A TC flush: keep the totals, free every counter."""
+        self.retired_by = self.executed_by(units)
         self.retired = self.executed(units)
         self.used = 0
         self.folded.clear()

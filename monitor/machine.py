@@ -41,12 +41,12 @@ from monitor.counters import CounterPool
 from bt.decoder import decode
 from monitor.faultaddr import accesses, fault_address
 from monitor.guestmem import GuestMemory, VirtualMemory
-from monitor.memory import MONITOR_LINEAR, TC_LINEAR, TC_SIZE, TC_UNTIL, PhysicalMemory
+from monitor.memory import MONITOR_LINEAR, TC_ALLOC_END, TC_LINEAR, TC_SIZE, TC_UNTIL, PhysicalMemory
 from monitor.mmu import PageFault, SoftMMU
 from monitor.modes import World, decide_state
 from monitor.relocation import DataWindow
 from monitor.protmode import GuestFault, ProtectedModeOps, v86_segment
-from monitor.realmode import EFLAGS, EIP, RealModeOps, VMStop
+from monitor.realmode import EFLAGS, EIP, ESP, RealModeOps, VMStop
 from monitor.shadow import is_reversible
 from monitor.vcpu import CS, SS, VirtualCPU, VirtualStateMirror
 from monitor.worlds import WS_TRAP, WorldSwitch
@@ -99,6 +99,7 @@ class Machine:
             self.de_counter.enable(True)
         self.de_pending = None              # an event to deliver when a run starts at WS_TRAP
         self.force_bt = False               # the next guest_target translates even where DE is allowed
+        self.io_trap = None                 # (saved context, EIP) of a denied DE I/O being unwound
         self.step_count = 0                 # run only this many instructions next time...
         self.after_step = None              # ...then call this (page-table watch, DE crossing fetch)
         self.lookup = IndirectLookup(self.memory.monitor, self.counters, self.abi)
@@ -160,6 +161,10 @@ class Machine:
         self.memory.monitor[off:off + 8] = D.data16(value << 4, self.vcpu.seg_limits[sreg]).encode()
         self.mirror.seg(sreg, value)
         self.mirror.real_selector(sreg, sel)
+        if self.world is World.DE:
+            if reload and sreg != CS:
+                self.uc.reg_write(REAL_SEG_REGS[sreg], value)      # V8086: a real-mode-style load
+            return
         if reload and sreg != CS:
             self.uc.reg_write(REAL_SEG_REGS[sreg], sel)
 
@@ -319,17 +324,30 @@ class Machine:
     def _de_io_check(self, port: int, size: int, is_write: bool) -> bool:
         """IN/OUT run directly at CPL 3 or in V8086: the CPU checks neither
         IOPL nor the TSS bitmap (U7), so the monitor does.  A denied access
-        cannot be turned into a precise #GP (a stop from this hook lands at
-        the end of the block, U16), so it ends the run with a clear stop; the
-        device never sees it."""
+        must become #GP at the instruction, but a stop requested here lands at
+        the end of the block (U16).  So the monitor saves the CPU context here
+        (EIP is exact in the I/O hook), freezes the TLB so that no later
+        memory access of the block lands, lets the block end, restores the
+        context and delivers #GP(0) (the run loop's `io_trap`)."""
         regs = self.cpu.read_gprs()
         if self.pm_ops.io_allowed(regs, port, size):
             self.stats["de_io"] += 1
             return True
-        self.stop(f"guest ring-3 {'out' if is_write else 'in'} to port {port:#06x} at EIP {regs[EIP]:#x} is "
-                  "denied by its I/O permission bitmap; the emulated CPU cannot trap it precisely (U7), "
-                  "so the VM stops instead of running on")
+        if self.io_trap is None:
+            self.io_trap = (self.uc.context_save(), regs[EIP])
+            self.mmu.freeze(True)
+            self.uc.emu_stop()
+        self.stats["de_io_denied"] += 1
         return False
+
+    def _finish_io_trap(self) -> None:
+        ctx, eip = self.io_trap
+        self.io_trap = None
+        self.mmu.freeze(False)
+        self.mmu.clear_page_fault()
+        self.mmu.trace_exit = False
+        self.uc.context_restore(ctx)
+        self.de_pending = ("fault", eip, GuestFault(13, 0))
 
     def guest_target(self, regs, eip: int) -> int:
         """Where the real CPU continues for guest EIP `eip` in the current
@@ -485,34 +503,33 @@ class Machine:
             self.cpu.write_gprs(regs)
             return False
         if next_ip is None:
-            regs[EIP] = rec.resume
-            guest_ip = None
-        else:
-            regs[EIP] = self.guest_target(regs, next_ip)
-            guest_ip = next_ip
-        return self._continue(regs, guest_ip)
+            regs[EIP] = rec.resume                  # continue inside the same unit
+            return self._continue(regs, None)
+        return self._continue(regs, next_ip, retarget=True)
 
-    def _continue(self, regs, guest_ip) -> bool:
-        """Finish a callout: drop stale code, take a pending interrupt, write registers."""
+    def _continue(self, regs, guest_ip, retarget: bool = False) -> bool:
+        """Finish a callout: drop stale code, take a pending interrupt, decide
+        where the real CPU goes (a translation or DE), write the registers.
+        The world decision comes last: delivering an interrupt changes it."""
         if self.dirty_pages:
             self._invalidate_dirty()
-            if guest_ip is not None:
-                regs[EIP] = self.guest_target(regs, guest_ip)
+            retarget = True
         if guest_ip is not None and regs[EFLAGS] & 0x200 and self.pic is not None and self.pic.has_interrupt():
-            self._deliver(regs, self.pic.acknowledge(), guest_ip)
+            guest_ip = self._deliver(regs, self.pic.acknowledge(), guest_ip)
+            retarget = True
+        if retarget and guest_ip is not None:
+            regs[EIP] = self.guest_target(regs, guest_ip)
         self.cpu.write_gprs(regs)
         return True
 
-    def _deliver(self, regs, vector: int, return_ip: int) -> None:
-        """Deliver external interrupt `vector` (IVT or IDT) and point EIP at its handler."""
+    def _deliver(self, regs, vector: int, return_ip: int) -> int:
+        """Deliver external interrupt `vector` (IVT or IDT); returns the handler's IP."""
         if self.vcpu.pe:
             try:
-                ip = self.pm_ops.deliver(regs, vector, return_ip)
+                return self.pm_ops.deliver(regs, vector, return_ip)
             except (GuestFault, PageFault) as err:
                 raise VMStop(f"interrupt {vector:#x} could not be delivered: {err}") from None
-        else:
-            ip = self.ops.deliver(regs, vector, return_ip)
-        regs[EIP] = self.guest_target(regs, ip)
+        return self.ops.deliver(regs, vector, return_ip)
 
     # -- leaving direct execution (inside the interrupt hook) ----------------------------
 
@@ -520,8 +537,16 @@ class Machine:
         """An exception, `int n` or the WS_TRAP in DE: bring the guest state
         back from the real CPU, deliver the event, continue in BT (or DE)."""
         v = self.vcpu
+        if TC_ALLOC_END <= regs[EIP] < TC_ALLOC_END + 0x1000 and regs[EIP] != WS_TRAP + 1 \
+                and not regs[EFLAGS] & 0x20000:
+            self.stop(f"exception {vector} (error {error_code:#x}) in the DE entry stub at {regs[EIP]:#x}: "
+                      "the guest state the monitor built could not be entered (a monitor bug)")
+            return False
+        if vector == 6 and regs[EFLAGS] & 0x20000 and self._v86_bios_callout(regs):
+            return True
         pending, self.de_pending = self.de_pending, None
-        if pending is not None and regs[EIP] == WS_TRAP + 1:
+        cs_base = v.segs[CS][1].base if v.segs[CS][1] is not None else 0
+        if pending is not None and (regs[EIP] + cs_base) & 0xFFFFFFFF == WS_TRAP + 1:
             regs[EIP] = pending[1] if pending[0] != "sysenter" else regs[EIP]
         self._sync_from_de(regs)              # (self.world stays DE: no real segment reloads yet)
         eip = regs[EIP]
@@ -552,6 +577,37 @@ class Machine:
             self.stop(str(err) if isinstance(err, VMStop) else f"fault while leaving DE: {err}")
             return False
         self.worlds.recipe_to_ring0(regs, addr)
+        self.cpu.write_gprs(regs)
+        return True
+
+    def _v86_bios_callout(self, regs) -> bool:
+        """The BIOS ROM's callout (ud2 + service byte) executed in V8086 mode,
+        where a guest's V86 monitor reflected an int n to the BIOS: run the
+        service as in real mode and stay in DE."""
+        segs = self.cpu.read_segs()
+        cs, ip = segs[CS], regs[EIP] & 0xFFFF
+        lin = (cs << 4) + ip
+        if self.bios is None or not 0xF0000 <= lin <= 0xFFFFD:
+            return False
+        try:
+            raw = self.vmem.read(lin, 3, cpl=3)
+        except PageFault:
+            return False
+        if raw[:2] != b"\x0f\x0b":
+            return False
+        for sreg in range(6):
+            self.mirror.seg(sreg, segs[sreg])
+        rec = Callout(kind=Kind.BIOS, cs=cs, ip=ip, next_ip=(ip + 3) & 0xFFFF, service=raw[2])
+        self.stats["callout_bios_v86"] += 1
+        try:
+            next_ip = self.bios.callout(self, rec, regs)
+        except VMStop as stop:
+            self.stop(str(stop))
+            return True
+        if self.vcpu.halted:                 # a key wait: re-execute the callout instead
+            self.vcpu.halted = False
+            next_ip = ip
+        regs[EIP] = rec.next_ip if next_ip is None else next_ip
         self.cpu.write_gprs(regs)
         return True
 
@@ -724,7 +780,8 @@ class Machine:
             deadline = self.clock.next_deadline()
             slice_ns = SLICE_NS if deadline is None else max(10_000, min(SLICE_NS, deadline - now))
             begin = self.eip
-            if self.world is World.DE:
+            in_stub = TC_ALLOC_END <= self.eip < TC_ALLOC_END + 0x1000
+            if self.world is World.DE and not in_stub:       # (in the stub: let the entry finish first)
                 if (self.de_pending is None and self.pic is not None and self.guest_if()
                         and self.pic.has_interrupt()):
                     self.de_pending = ("irq", self.eip, self.pic.acknowledge())
@@ -737,15 +794,22 @@ class Machine:
             except UcError as err:
                 if err.errno not in (UC_ERR_EXCEPTION, UC_ERR_INSN_INVALID):
                     raise
-                if self.mmu.page_fault is not None:
+                if self.io_trap is not None:
+                    pass                         # a frozen fill ended the block: unwound below
+                elif self.mmu.page_fault is not None:
                     self._page_fault_after_run()
                 elif err.errno == UC_ERR_INSN_INVALID and self.world is World.DE:
-                    # Guest code Unicorn cannot decode: #UD at it (in BT the TC never is)
-                    self.de_pending = ("fault", self.cpu.read_gprs()[EIP], GuestFault(6))
+                    # An invalid opcode run directly ends the run (no #UD through the
+                    # hook; ud2 in V8086 does this): the BIOS's own callout, or #UD.
+                    regs = self.cpu.read_gprs()
+                    if not (regs[EFLAGS] & 0x20000 and self._v86_bios_callout(regs)):
+                        self.de_pending = ("fault", regs[EIP], GuestFault(6))
                 elif self.mmu.trace_exit:
                     self.mmu.trace_exit = False  # a write trace: resume at the writing instruction
                 else:
                     raise
+            if self.io_trap is not None:
+                self._finish_io_trap()
             self.eip = self.cpu.read_gprs()[EIP]
             self.clock.advance_to(max(self.clock.now_ns, time.monotonic_ns() - epoch_ns))
             if self.dirty_pages:
@@ -811,7 +875,7 @@ class Machine:
         """Between runs: acknowledge the PIC's interrupt and enter its handler."""
         regs = self.cpu.read_gprs()
         try:
-            self._deliver(regs, self.pic.acknowledge(), return_ip)
+            regs[EIP] = self.guest_target(regs, self._deliver(regs, self.pic.acknowledge(), return_ip))
         except VMStop as stop:
             self.stop(str(stop))
             return
@@ -825,6 +889,9 @@ class Machine:
         page, code = self.mmu.page_fault
         self.mmu.clear_page_fault()
         regs = self.cpu.read_gprs()
+        if self.world is World.DE and TC_ALLOC_END <= regs[EIP] < TC_ALLOC_END + 0x1000:
+            self._de_entry_fault(regs, page, code)
+            return
         if self.world is World.DE:
             self._de_page_fault(regs, page, code)
             return
@@ -844,6 +911,23 @@ class Machine:
         self.uc.reg_write(REAL_SEG_REGS[4], self.mirror.read_real_selector(4))
         try:
             regs[EIP] = self.guest_target(regs, self._fault_at(regs, fault, guest_ip))
+        except VMStop as stop:
+            self.stop(str(stop))
+            return
+        self.cpu.write_gprs(regs)
+
+    def _de_entry_fault(self, regs, page: int, code: int) -> None:
+        """The DE entry stub's iretd could not fetch the guest's first
+        instruction (Unicorn reports the start of the stub's block, with
+        nothing of it run): the real CPU is still at ring 0, so this is a
+        #PF at the entry point, delivered as in BT."""
+        eip, esp = self.worlds.entry
+        regs[ESP] = esp
+        self.enter_world_bt()
+        lin = (self.vcpu.segs[CS][1].base + eip) & 0xFFFFFFFF
+        fault = GuestFault(14, code, lin if lin & ~0xFFF == page else page)
+        try:
+            regs[EIP] = self.guest_target(regs, self._fault_at(regs, fault, eip))
         except VMStop as stop:
             self.stop(str(stop))
             return
@@ -916,6 +1000,8 @@ class Machine:
         tc = self.tc.stats
         out = {
             "bt_instructions": self.counters.executed(self.tc.all_units) if self.counters else None,
+            "bt_instructions_real_mode": self.counters.executed_by(self.tc.all_units).get("real", 0) if self.counters else None,
+            "bt_instructions_protected": self.counters.executed_by(self.tc.all_units).get("pm", 0) if self.counters else None,
             "de_instructions": self.de_counter.instructions if self.de_counter else None,
             "de_blocks": self.de_counter.blocks if self.de_counter else None,
             "world_switches": self.worlds.switches,

@@ -149,8 +149,18 @@ class SoftMMU:
 
     # -- the hook -------------------------------------------------------------
 
+    frozen = False
+
+    def freeze(self, on: bool) -> None:
+        """Refuse every fill (and flush), so that no further memory access of
+        the running block lands: the monitor is about to restore a saved context."""
+        self.frozen = bool(on)
+        self.flush()
+
     def _fill(self, uc, vaddr, access, entry, _ud) -> bool:
         self.fills += 1
+        if self.frozen:
+            return False
         result = self.translate(vaddr & 0xFFFFF000, access)
         if result is None:
             return False

@@ -8,6 +8,7 @@ another reason (the reason is printed); 2 for bad input.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -102,9 +103,11 @@ class RunResult:
 class Runner:
     def __init__(self, args):
         self.args = args
+        self.demo_path = None
         if not args.fda and not args.hda:
-            raise RunError("no guest image: give --fda IMG or --hda IMG "
-                           "(the built-in demo guest arrives with protected mode)")
+            if args.boot == "c":
+                raise RunError("--boot c needs a hard-disk image (--hda)")
+            self._use_demo(args)
         if args.memory < 1 or args.memory > 3072:
             raise RunError(f"--memory {args.memory}: give a size between 1 and 3072 MiB")
         if args.timeout is not None and args.timeout <= 0:
@@ -128,6 +131,31 @@ class Runner:
         self.quit = False
         self.typed = 0
         self.waiting_started = False
+
+    def _use_demo(self, args) -> None:
+        """No image: boot the built-in demo guest (monitor/guests/demo,
+        docs/demo-guest.md), headless, COM1 on stdout, statistics at the end."""
+        import tempfile
+
+        from monitor.guests.demo import GuestToolError, build_demo_image
+
+        print("hybrid86: no image given: booting the built-in demo guest "
+              "(protected mode, paging, ring 3, V8086; docs/demo-guest.md)", file=sys.stderr)
+        fd, path = tempfile.mkstemp(prefix="hybrid86-demo-", suffix=".img")
+        os.close(fd)
+        try:
+            build_demo_image(path)
+        except GuestToolError as exc:
+            os.unlink(path)
+            raise RunError(f"the built-in demo guest could not be built: {exc}") from exc
+        self.demo_path = args.fda = path
+        args.headless = True
+        if args.serial == "none":
+            args.serial = "stdio"
+        if args.stats is None:
+            args.stats = "-"
+        if args.timeout is None:
+            args.timeout = 300.0
 
     # -- watching the guest --------------------------------------------------------
 
@@ -171,6 +199,8 @@ class Runner:
         finally:
             self.serial.close()
             self.debugcon.close()
+            if self.demo_path:
+                os.unlink(self.demo_path)
         elapsed = time.monotonic() - started
         if self.args.screen_dump:
             with open(self.args.screen_dump, "w", encoding="utf-8") as f:

@@ -72,6 +72,7 @@ class WorldSwitch:
         self.m = machine
         self.switches = 0          # BT -> DE and DE -> BT, each counted
         self.shadow_syncs = 0
+        self.entry = (0, 0)        # guest EIP and ESP of the last DE entry
         self.write_stubs()
 
     def write_stubs(self) -> None:
@@ -136,6 +137,7 @@ class WorldSwitch:
         off = m.abi.offset(at)
         struct.pack_into(f"<{len(frame)}I", m.memory.monitor, off, *[x & 0xFFFFFFFF for x in frame])
         m.mirror.word32(m.abi.DE_ESP, at)
+        self.entry = (eip, regs[4])             # for a fault the entry itself takes (machine.py)
         m.enter_world_de()
         self.switches += 1
         return stub

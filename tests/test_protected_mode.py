@@ -193,21 +193,38 @@ def test_v86_int_with_iopl0_traps_to_the_guest_gp_handler_with_a_v86_frame(nativ
 
 IO_DENIED = r"""
 body:
+    mov dword [0x600], 0
     push dword user
     call to_ring3
 user:
+    mov dword [resume], after_in
+    mov eax, 0x12345678
     mov dx, 0x3F8
-    in al, dx
+denied_in:
+    in al, dx               ; IOPL 0, no bitmap: #GP(0)
+    mov [0x600], eax        ; same block: must not land
+    inc ecx
+after_in:
+    mov ebx, eax
+    mov eax, 1
+    int 0x80
+    mov ebx, [0x600]
+    mov eax, 1
+    int 0x80
     mov eax, 0
     int 0x80
 """
 
 
 @BOTH
-def test_ring3_io_the_bitmap_denies_stops_the_vm_cleanly(native):
+def test_ring3_io_the_bitmap_denies_is_a_precise_gp(native):
+    """U7: the CPU does not check I/O permission and a stop from the I/O hook
+    lands at the end of the block (U16); the monitor saves the context in the
+    hook, freezes the TLB, restores and delivers #GP(0) at the `in`."""
     m, out, status, sym = run_pm(IO_DENIED, native=native)
-    assert status is None and out == []
-    assert "denied by its I/O permission bitmap" in m.stop_reason and "U7" in m.stop_reason
+    assert status == 0, m.stop_reason
+    assert out == [_exc(13, 0, sym["denied_in"], 0x1B), "S 12345678", "S 00000000"]
+    assert m.stats["de_io_denied"] == 1
 
 
 PM16 = r"""

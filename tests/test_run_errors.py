@@ -46,8 +46,9 @@ def test_unreadable_image(tmp_path):
     one_line_error(run("--fda", str(tmp_path), "--headless"), str(tmp_path))   # a directory
 
 
-def test_no_image_at_all():
-    one_line_error(run("--headless"), "--fda")
+def test_boot_drive_without_its_image():
+    # (no image at all boots the built-in demo guest: tests/test_demo_guest.py)
+    one_line_error(run("--headless", "--boot", "c"), "--hda")
 
 
 def test_bad_option_values(tmp_path):
