@@ -34,6 +34,7 @@ class Kind(IntEnum):
     FLAGS = 20        # cli sti pushf popf at guest CPL > 0 (protected mode)
     IO = 21           # in/out at guest CPL > 0: the monitor checks IOPL and the TSS bitmap (U7)
     SYS = 22          # sysenter / sysexit
+    PM_LOOKUP_MISS = 23  # protected-mode ret / indirect branch without a landing pad
 
 
 @dataclass

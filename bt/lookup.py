@@ -63,6 +63,58 @@ def pad_code(pad_addr: int, expected_cs: int, unit_addr: int, miss_addr: int, co
 PAD_SIZE = len(pad_code(0, 0, 0, 0, counter=0))
 
 
+# -- protected mode: 32-bit targets ---------------------------------------------------
+#
+# Translated code saves the guest's EAX in SCRATCH_EAX, puts the 32-bit target
+# EIP in EAX and jumps to the generation's dispatch stub:
+#
+#     mov  cs:[SCRATCH_ECX], ecx
+#     movzx ecx, ax
+#     jmp  dword cs:[LOOKUP + ecx*4]      ; indexed by EIP bits 15:0
+#
+# A protected-mode pad checks the whole EIP and the CS selector, flag-free:
+#
+#     lea  ecx, [eax - expected_eip] ; jecxz +2+5 ; jmp miss
+#     movzx ecx, word cs:[VSEG.cs] ; lea ecx, [ecx - expected_cs] ; jecxz +5 ; jmp miss
+#     [count] ; mov ecx, cs:[SCRATCH_ECX] ; mov eax, cs:[SCRATCH_EAX] ; jmp unit
+#
+# and the miss stub restores ECX before the PM_LOOKUP_MISS callout.  The
+# table serves one mode at a time: the monitor resets it when CR0.PE changes.
+
+def pm_dispatch_code(layout=abi.DEFAULT) -> bytes:
+    return (b"\x2e\x89\x0d" + _abs32(layout.SCRATCH_ECX) + b"\x0f\xb7\xc8"
+            + b"\x2e\xff\x24\x8d" + _abs32(layout.LOOKUP_LINEAR))
+
+
+def pm_miss_code(layout=abi.DEFAULT) -> bytes:
+    """Restore ECX (the callout follows right after)."""
+    return b"\x2e\x8b\x0d" + _abs32(layout.SCRATCH_ECX)
+
+
+def pm_pad_code(pad_addr: int, expected_cs: int, expected_eip: int, unit_addr: int, miss_addr: int,
+                counter: int = -1, layout=abi.DEFAULT) -> bytes:
+    code = bytearray()
+
+    def jmp_to(target: int) -> bytes:
+        return b"\xe9" + struct.pack("<i", target - (pad_addr + len(code) + 5))
+
+    code += b"\x8d\x88" + struct.pack("<I", (-expected_eip) & 0xFFFFFFFF)     # lea ecx, [eax - eip]
+    code += b"\xe3\x05"                                                         # jecxz +5
+    code += jmp_to(miss_addr)
+    code += b"\x2e\x0f\xb7\x0d" + _abs32(layout.VSEG + 2)                      # movzx ecx, cs:[VSEG.cs]
+    code += b"\x8d\x89" + struct.pack("<i", -expected_cs)                        # lea ecx, [ecx - cs]
+    code += b"\xe3\x05"
+    code += jmp_to(miss_addr)
+    if counter >= 0:
+        code += (b"\x2e\x8b\x0d" + _abs32(counter) + b"\x8d\x49\x01" + b"\x2e\x89\x0d" + _abs32(counter))
+    code += b"\x2e\x8b\x0d" + _abs32(layout.SCRATCH_ECX) + b"\x2e\xa1" + _abs32(layout.SCRATCH_EAX)
+    code += jmp_to(unit_addr)
+    return bytes(code)
+
+
+PM_PAD_SIZE = len(pm_pad_code(0, 0, 0, 0, 0, counter=0))
+
+
 class IndirectLookup:
     """The LOOKUP table and the landing pads (one TC generation at a time)."""
 
@@ -79,7 +131,7 @@ class IndirectLookup:
         self.misses = 0
 
     def reset(self, miss_addr: int) -> None:
-        """A new TC generation: every entry points at the miss callout."""
+        """A new TC generation (or CR0.PE changed): every entry points at the miss path."""
         self.miss_addr = miss_addr
         self.view[self.base:self.base + 4 * abi.LOOKUP_ENTRIES] = _abs32(miss_addr) * abi.LOOKUP_ENTRIES
         self.pads.clear()
@@ -124,9 +176,32 @@ class IndirectLookup:
         self.set_entry(ip, pad)
         return pad
 
+    def install_pm(self, tc, cs: int, eip: int, unit, miss_addr: int) -> int:
+        """Point LOOKUP[eip & 0xFFFF] at the protected-mode pad for (cs, eip)."""
+        key = ("pm", cs, eip)
+        known = self.pads.get(key)
+        if known is None or known[1] != unit.tc_start:
+            if tc.room() < PM_PAD_SIZE:
+                return 0
+            pad = tc.top
+            counter = -1
+            if self.counters is not None:
+                counter = self.counters.allocate()
+                self.pad_counters.append(counter)
+            code = pm_pad_code(pad, cs, eip, unit.tc_start, miss_addr, counter, self.layout)
+            tc.write_fresh(pad, code)
+            tc.top += len(code)
+            self.pads[key] = (pad, unit.tc_start)
+            self.by_unit.setdefault(unit.tc_start, []).append(key)
+        else:
+            pad = known[0]
+        self.set_entry(eip, pad)
+        return pad
+
     def drop_unit(self, unit_start: int) -> None:
         """Forget the pads that lead into an invalidated unit."""
-        for cs, ip in self.by_unit.pop(unit_start, []):
-            pad, _ = self.pads.pop((cs, ip), (None, None))
+        for key in self.by_unit.pop(unit_start, []):
+            pad, _ = self.pads.pop(key, (None, None))
+            ip = key[-1]
             if pad is not None and self.entry(ip) == pad:
                 self.set_entry(ip, self.miss_addr)

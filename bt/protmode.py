@@ -73,6 +73,7 @@ class ProtectedModeTranslator(RealModeTranslator):
         super().__init__(tc, callouts, None, trace_page, counters=counters, is_checked=is_checked,
                          layout=layout)
         self.read_virtual = read_virtual
+        self.dispatch = 0          # this TC generation's PM lookup dispatch stub (machine.py sets it)
 
     # -- entry point ------------------------------------------------------------
 
@@ -137,6 +138,7 @@ class ProtectedModeTranslator(RealModeTranslator):
         pages = tuple(sorted({p for entry in plan for p in entry[5]}))
         checked = any(self.is_checked(p) for p in pages)
         em = self._new_emitter()
+        self._eax_scratch = []
         counter = self._emit_counter(em)
         fixups = self._emit_check(em, plan[0][4], guest_len) if checked else []
         insn_map: list[tuple[int, int]] = []
@@ -148,7 +150,45 @@ class ProtectedModeTranslator(RealModeTranslator):
             self._stub(em, ctx, plan[-1][1])
         if fixups:
             self._emit_stale_path(em, ctx, plan[0][0], fixups)
-        return self._commit(em, key, guest_len, pages, insn_map, len(plan), counter, checked)
+        unit = self._commit(em, key, guest_len, pages, insn_map, len(plan), counter, checked)
+        unit.eax_scratch = tuple(self._eax_scratch)
+        return unit
+
+    # -- indirect near branches through the in-TC lookup ------------------------------
+
+    def _inline_indirect_pm(self, em, ctx: CodeContext, insn, raw, next_ip: int) -> bool:
+        """32-bit `ret`, `jmp r/m32`, `call r/m32` without leaving the TC:
+        the target goes to EAX (the guest's EAX saved first), then the
+        generation's dispatch stub and a landing pad (bt/lookup.py).  A fault
+        between the load and the dispatch (only `call`'s push can fault there)
+        is restartable: the unit records the range where EAX is scratch."""
+        if not self.dispatch or not ctx.code32 or insn.eff_opsize != 32:
+            return False
+        save = b"\x2e\xa3" + self.abi.SCRATCH_EAX.to_bytes(4, "little")
+        if insn.flow == Flow.RET:
+            if insn.opcode != 0xC3:
+                return False                               # ret imm16: SP vs ESP depends on SS (callout)
+            em.emit(save + b"\x58")                       # pop eax
+            self._jmp(em, self.dispatch)
+            return True
+        np = insn.nprefixes
+        body = bytearray(raw[np:insn.length])
+        if body[0] != 0xFF:
+            return False
+        body[0] = 0x8B
+        body[1] &= 0xC7                                    # mov eax, r/m32 (same operand)
+        load = self._ident(insn, bytes(raw[:np]) + bytes(body))
+        em.emit(save + load)
+        if insn.flow == Flow.CALL_IND:
+            start = em.here
+            em.emit(b"\x68" + next_ip.to_bytes(4, "little"))   # push next_ip
+            self._eax_scratch.append((start, em.here))
+        self._jmp(em, self.dispatch)
+        return True
+
+    @staticmethod
+    def _jmp(em, target: int) -> None:
+        em.emit(b"\xe9" + (target - (em.here + 5)).to_bytes(4, "little", signed=True))
 
     # -- one instruction ---------------------------------------------------------------
 
@@ -180,6 +220,8 @@ class ProtectedModeTranslator(RealModeTranslator):
             else:
                 em.emit(b"\x68" + next_ip.to_bytes(4, "little"))
             self._stub(em, ctx, insn.target & tmask)
+            return True
+        if flow in (Flow.RET, Flow.JMP_IND, Flow.CALL_IND) and self._inline_indirect_pm(em, ctx, insn, raw, next_ip):
             return True
         if flow in PM_FLOW_CALLOUT:
             self._callout(em, PM_FLOW_CALLOUT[flow], ctx, ip, next_ip, insn)

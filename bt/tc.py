@@ -37,6 +37,7 @@ class Unit:
     counter: int = -1             # offset of its execution counter in monitor data (-1: none)
     valid: bool = True
     checked: bool = False         # validates its guest bytes on entry (page not write-protected)
+    eax_scratch: tuple = ()       # TC ranges where EAX holds a branch target (guest EAX in SCRATCH_EAX)
 
     def guest_ip_at(self, tc_addr: int) -> int | None:
         """Guest IP of the instruction whose translation contains tc_addr."""

@@ -102,15 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmarks print figures; they never pass or fail.\n\n"
                     "  boot-dos   FreeDOS boot floppy to its marker (MARKER.COM run from\n"
                     "             AUTOEXEC.BAT), whole process, hybrid86 vs qemu-system-i386\n"
-                    "  modes      (not implemented yet: arrives with protected mode)\n"
+                    "  modes      one workload (loops, calls, indirect calls, memory) as ring-3\n"
+                    "             (DE), ring-0 and real-mode (BT) code: speed as a ratio of\n"
+                    "             bare Unicorn running the same image, all in one run\n"
                     "  boot-linux (not implemented yet: arrives with Linux)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument("name", choices=("boot-dos", "modes", "boot-linux"), help="which benchmark")
     bench.add_argument("--image", metavar="IMG", help="FreeDOS boot floppy (default ../shared/guests/freedos/freedos-boot-1440k.img)")
-    bench.add_argument("--runs", type=int, default=5, help="runs per system; the median is reported (default 5)")
+    bench.add_argument("--runs", type=int, default=5,
+                       help="runs per system (modes: per code kind); the median is reported (default 5)")
     bench.add_argument("--qemu", metavar="PATH", help="qemu-system-i386 to compare with (default: from PATH)")
     bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    bench.add_argument("--iterations", type=int, default=200_000,
+                       help="modes: workload iterations per run (default 200000)")
 
     from monitor.fuzz import cli as fuzz_cli
 
@@ -169,19 +174,40 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from monitor import bench
 
-    if args.name != "boot-dos":
-        print(f"hybrid86 bench {args.name}: not implemented yet - it arrives with "
-              f"{'protected mode (issue 4)' if args.name == 'modes' else 'Linux (issue 5)'}.", file=sys.stderr)
+    if args.name == "boot-linux":
+        print("hybrid86 bench boot-linux: not implemented yet - it arrives with Linux (issue 5).", file=sys.stderr)
         return EXIT_NOT_IMPLEMENTED
     if args.runs < 1:
         print("hybrid86 bench: --runs must be at least 1", file=sys.stderr)
         return 2
+    if args.name == "modes":
+        return cmd_bench_modes(args)
     try:
         result = bench.boot_dos(args.image, args.runs, args.qemu, progress=lambda m: print(m, file=sys.stderr))
     except bench.BenchError as exc:
         print(f"hybrid86 bench boot-dos: {exc}", file=sys.stderr)
         return 2
     print(bench.format_boot_dos(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+def cmd_bench_modes(args) -> int:
+    from monitor import bench_modes
+    from monitor.guests.dos import GuestToolError
+
+    if args.iterations < 1000:
+        print("hybrid86 bench modes: --iterations must be at least 1000", file=sys.stderr)
+        return 2
+    try:
+        result = bench_modes.bench(iters=args.iterations, repeats=args.runs,
+                                   progress=lambda m: print(m, file=sys.stderr))
+    except GuestToolError as exc:
+        print(f"hybrid86 bench modes: {exc}", file=sys.stderr)
+        return 2
+    print(bench_modes.format_results(result))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

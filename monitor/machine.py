@@ -245,6 +245,7 @@ class Machine:
                 self._enter_protected_mode()
             else:
                 self._leave_protected_mode()
+            self._reset_lookup()
         self.paging_changed()
 
     def _enter_protected_mode(self) -> None:
@@ -422,24 +423,45 @@ class Machine:
     def _tc_address(self, cs: int, ip: int) -> int:
         return self._unit_for(cs, ip).tc_start
 
-    def flush_translations(self) -> None:
-        """Drop the whole TC (it is full, or the guest moved its IVT), keeping the counts."""
+    def flush_translations(self, before_new_generation=None) -> None:
+        """Drop the whole TC (it is full, the guest moved its IVT, or the data
+        window moves: `before_new_generation` runs before the shared code is
+        emitted again), keeping the counts."""
         self.lookup.retire_generation()
         if self.counters is not None:
             self.counters.fold_and_reset(self.tc.all_units)
         self.tc.flush()
         self.incoming.clear()
         self.callouts.clear()
+        if before_new_generation is not None:
+            before_new_generation()
         self._new_tc_generation()
 
     def _new_tc_generation(self) -> None:
-        """The shared lookup-miss callout at the start of a fresh TC."""
-        rec = Callout(kind=Kind.LOOKUP_MISS, cs=0, ip=0, next_ip=0)
+        """The shared lookup code at the start of a fresh TC: the real-mode
+        miss callout, the protected-mode miss stub and dispatch stub."""
+        from bt.lookup import pm_dispatch_code, pm_miss_code
+
+        self.real_miss = self._emit_shared(b"", Kind.LOOKUP_MISS)
+        self.pm_miss = self._emit_shared(pm_miss_code(self.abi), Kind.PM_LOOKUP_MISS)
+        self.pm_translator.dispatch = self.tc.top
+        code = pm_dispatch_code(self.abi)
+        self.tc.write_fresh(self.tc.top, code)
+        self.tc.top += len(code)
+        self._reset_lookup()
+
+    def _emit_shared(self, prefix: bytes, kind: Kind) -> int:
+        rec = Callout(kind=kind, cs=0, ip=0, next_ip=0)
         index = self.callouts.add(rec)
-        rec.site = self.tc.top
-        self.tc.write_fresh(rec.site, bytes([abi.CALLOUT_OPCODE]) + index.to_bytes(4, "little"))
-        self.tc.top += abi.CALLOUT_LEN
-        self.lookup.reset(rec.site)
+        start = self.tc.top
+        rec.site = start + len(prefix)
+        self.tc.write_fresh(start, prefix + bytes([abi.CALLOUT_OPCODE]) + index.to_bytes(4, "little"))
+        self.tc.top += len(prefix) + abi.CALLOUT_LEN
+        return start
+
+    def _reset_lookup(self) -> None:
+        """The lookup table serves the current mode only (bt/lookup.py)."""
+        self.lookup.reset(self.pm_miss if self.vcpu.pe else self.real_miss)
 
     # -- the hooks ------------------------------------------------------------------------
 
@@ -466,6 +488,8 @@ class Machine:
                 return self._continue(regs, rec.target)
             if rec.kind == Kind.LOOKUP_MISS:
                 return self._lookup_miss(regs)
+            if rec.kind == Kind.PM_LOOKUP_MISS:
+                return self._pm_lookup_miss(regs)
             if rec.kind == Kind.STALE:
                 return self._stale(rec, regs)
             if rec.kind == Kind.BIOS:
@@ -654,6 +678,21 @@ class Machine:
         regs[EIP] = unit.tc_start
         return self._continue(regs, ip)
 
+    def _pm_lookup_miss(self, regs) -> bool:
+        """Protected-mode ret / indirect branch whose target has no pad yet."""
+        eip = regs[0]
+        regs[0] = int.from_bytes(self.memory.monitor[self.abi.offset(self.abi.SCRATCH_EAX):][:4], "little")
+        ctx = self.code_context()
+        try:
+            unit = self._unit_for(ctx, eip)
+        except PageFault as pf:
+            regs[EIP] = self.guest_target(regs, self._fault_at(regs, GuestFault(14, pf.error_code, pf.linear), eip))
+            return self._continue(regs, None)
+        self.lookup.misses += 1
+        self.lookup.install_pm(self.tc, ctx.selector, eip, unit, self.pm_miss)
+        regs[EIP] = unit.tc_start
+        return self._continue(regs, eip)
+
     def _chain(self, rec, index: int) -> int:
         """Translate a continuation's target and patch the stub into a direct jump."""
         cs, generation = rec.cs, self.tc.generation
@@ -680,6 +719,7 @@ class Machine:
             return False
         # A fault inside a cs: operand's FS borrow leaves FS on the CS slot: reload it.
         self.uc.reg_write(REAL_SEG_REGS[4], self.mirror.read_real_selector(4))
+        self._restore_scratch(unit, regs)
         code = error_code if self.vcpu.pe and vector in (8, 10, 11, 12, 13, 14, 17) else None
         try:
             ip = self._fault_at(regs, GuestFault(vector, code), guest_ip)
@@ -861,13 +901,15 @@ class Machine:
         """Move the monitor-data window to linear `base` (monitor/relocation.py)."""
         from unicorn.x86_const import UC_X86_REG_GDTR
 
-        self.flush_translations()                 # translated code embeds the old addresses
-        self.abi.move(base)
-        self.mmu.set_data_base(base)
-        self.worlds.write_stubs()
-        self.uc.reg_write(UC_X86_REG_GDTR, (0, self.abi.GDT_LINEAR, abi.GDT_LIMIT, 0))
-        if self.vcpu.ldtr[0] & 0xFFFC:
-            self.set_real_ldtr(self.vcpu.ldtr[0], self.abi.LDT_LINEAR, self.vcpu.ldtr[2])
+        def move():
+            self.abi.move(base)
+            self.mmu.set_data_base(base)
+            self.worlds.write_stubs()
+            self.uc.reg_write(UC_X86_REG_GDTR, (0, self.abi.GDT_LINEAR, abi.GDT_LIMIT, 0))
+            if self.vcpu.ldtr[0] & 0xFFFC:
+                self.set_real_ldtr(self.vcpu.ldtr[0], self.abi.LDT_LINEAR, self.vcpu.ldtr[2])
+
+        self.flush_translations(before_new_generation=move)   # translated code embeds the old addresses
         self.stats["data_window_moves"] += 1
         log.info("monitor data window moved to %#x", base)
 
@@ -909,6 +951,7 @@ class Machine:
         cr2 = fault_address(page, cands)
         fault = GuestFault(14, code, page if cr2 is None else cr2)
         self.uc.reg_write(REAL_SEG_REGS[4], self.mirror.read_real_selector(4))
+        self._restore_scratch(unit, regs)
         try:
             regs[EIP] = self.guest_target(regs, self._fault_at(regs, fault, guest_ip))
         except VMStop as stop:
@@ -932,6 +975,12 @@ class Machine:
             self.stop(str(stop))
             return
         self.cpu.write_gprs(regs)
+
+    def _restore_scratch(self, unit, regs) -> None:
+        """A fault where translated code keeps a branch target in EAX: the
+        guest's EAX is in SCRATCH_EAX (bt/protmode.py)."""
+        if any(a <= regs[EIP] < b for a, b in getattr(unit, "eax_scratch", ())):
+            regs[0] = int.from_bytes(self.memory.monitor[self.abi.offset(self.abi.SCRATCH_EAX):][:4], "little")
 
     def _real_descriptor(self, sel: int) -> bytes | None:
         if sel & 0xFFFC == 0:

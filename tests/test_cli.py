@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import re
 import subprocess
 import sys
 
@@ -46,11 +48,25 @@ def test_info_prints_versions_and_the_calibrated_offsets():
     assert text.returncode == 0 and f"old_exception     {facts['context_layout']['old_exception']}" in text.stdout
 
 
-@pytest.mark.parametrize("args", [["bench", "modes"], ["bench", "boot-linux"]])
+@pytest.mark.parametrize("args", [["bench", "boot-linux"]])
 def test_unimplemented_subcommands_say_so_and_fail(args):
     res = hybrid86(*args)
     assert res.returncode == 3
     assert "not implemented yet" in res.stderr and res.stdout == ""
+
+
+@pytest.mark.skipif(shutil.which("nasm") is None, reason="nasm is not installed")
+def test_bench_modes_prints_a_ratio_per_kind_of_code(tmp_path):
+    out = tmp_path / "modes.json"
+    res = hybrid86("bench", "modes", "--iterations", "4000", "--runs", "1", "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    for name, world in (("ring3", "DE"), ("ring0", "BT"), ("real", "BT")):
+        assert re.search(rf"^{name}\s+{world}\s+[\d.]+\s+[\d.]+\s+[\d.]+", res.stdout, re.M), res.stdout
+    figures = json.loads(out.read_text())["modes"]
+    assert figures["ring3"]["de_instructions"] > 50_000 and figures["ring3"]["bt_instructions"] < 1_000
+    assert figures["ring0"]["de_instructions"] == 0 and figures["ring0"]["bt_instructions"] > 50_000
+    assert figures["ring0"]["callouts"].get("ret", 0) == 0        # returns stay in the TC
+    assert all(f["ratio"] > 0 for f in figures.values())
 
 
 def test_fuzz_runs_a_small_campaign_and_says_which_modes_wait():

@@ -1,0 +1,143 @@
+"""`hybrid86 bench modes`: one compute workload as real-mode, ring-0 and ring-3
+code, under hybrid86 and on bare Unicorn, in one run.
+
+The workload (monitor/guests/bench/workload.inc) is loops, direct calls and
+returns, indirect calls through a table and a read-modify-write sweep over a
+buffer.  Each system runs the same image twice, with a short and a long
+iteration count; the difference divided by the extra iterations is the cost
+of one iteration without the set-up (boot, mode switches, exit).  The ratio
+is bare Unicorn's cost over hybrid86's: 1.0 means no overhead.
+
+The references run on bare Unicorn with no monitor and no hooks but the exit
+port's: the real-mode image in UC_MODE_16, and for both protected-mode
+variants the ring-0 image (the guest at real ring 0), as the brief defines.
+Ring 3 under hybrid86 runs directly (DE); ring 0 and real mode are translated (BT).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from importlib.resources import files
+
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_16, UC_MODE_32, Uc
+from unicorn.x86_const import UC_X86_INS_OUT
+
+MODES = (("ring3", 2, "DE"), ("ring0", 1, "BT"), ("real", 0, "BT"))
+GOALS = {"DE": 0.95, "BT": 0.8}
+ORG = 0x7C00
+
+
+def build(mode: int, iters: int) -> bytes:
+    from monitor.guests.dos import _need, _run
+
+    nasm = _need("nasm", "nasm")
+    src = files("monitor.guests").joinpath("bench")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("modes.asm", "workload.inc"):
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(src.joinpath(name).read_text())
+        out = os.path.join(tmp, "b.bin")
+        _run([nasm, "-f", "bin", f"-DMODE={mode}", f"-DITER={iters}", "-I", tmp + "/", "-o", out,
+              os.path.join(tmp, "modes.asm")], "assembling the bench workload")
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def run_hybrid(image: bytes, native: bool = True) -> tuple[float, dict]:
+    from devices.exit_port import ExitPort
+    from monitor.machine import Machine
+
+    m = Machine(memory_mb=4, native=native)
+    m.attach(ExitPort(on_exit=lambda v: m.stop(f"exit {v}", v)))
+    m.memory.write(ORG, image)
+    m.enter_real_mode(0, ORG)
+    t0 = time.perf_counter()
+    m.run(timeout_s=600)
+    elapsed = time.perf_counter() - t0
+    if m.exit_status != 0:
+        raise RuntimeError(f"bench guest did not finish: {m.stop_reason}")
+    return elapsed, m.statistics()
+
+
+def run_bare(image: bytes, mode16: bool = True) -> float:
+    """The image on bare Unicorn: real mode start, its own mode switch, no monitor."""
+    uc = Uc(UC_ARCH_X86, UC_MODE_16 if mode16 else UC_MODE_32)
+    uc.mem_map(0, 0x200000)
+    uc.mem_write(ORG, image)
+
+    def on_out(uc_, port, size, value, _):
+        if port == 0xF4:
+            uc_.emu_stop()
+
+    uc.hook_add(UC_HOOK_INSN, on_out, None, 1, 0, UC_X86_INS_OUT)
+    t0 = time.perf_counter()
+    uc.emu_start(ORG, 0x1FFFFF)
+    return time.perf_counter() - t0
+
+
+def per_iteration(run, short: bytes, long: bytes, extra: int, repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        a = run(short)
+        b = run(long)
+        samples.append(max(b - a, 1e-9) / extra)
+    return statistics.median(samples)
+
+
+def bench(iters: int = 200_000, repeats: int = 3, native: bool = True, progress=print) -> dict:
+    short_n = iters // 20
+    results = {"iterations": iters, "repeats": repeats, "modes": {}}
+    images = {mode: (build(mode, short_n), build(mode, iters)) for _, mode, _ in MODES}
+    bare = {}
+    for ref_mode in (0, 1):
+        progress(f"bare Unicorn, {'real-mode' if ref_mode == 0 else 'ring-0'} image ...")
+        bare[ref_mode] = per_iteration(run_bare, *images[ref_mode], iters - short_n, repeats)
+    for name, mode, world in MODES:
+        progress(f"hybrid86, {name} ({world}) ...")
+        stats_holder = {}
+
+        def run_h(image, _holder=stats_holder):
+            t, st = run_hybrid(image, native)
+            _holder["stats"] = st
+            return t
+
+        cost = per_iteration(run_h, *images[mode], iters - short_n, repeats)
+        ref = bare[0 if mode == 0 else 1]
+        st = stats_holder["stats"]
+        results["modes"][name] = {
+            "world": world, "hybrid_ns_per_iteration": cost * 1e9, "bare_ns_per_iteration": ref * 1e9,
+            "ratio": ref / cost, "goal": GOALS[world],
+            "de_instructions": st["de_instructions"], "bt_instructions": st["bt_instructions"],
+            "callouts": st["callouts"],
+        }
+    return results
+
+
+def format_results(r: dict) -> str:
+    lines = [f"hybrid86 bench modes: {r['iterations']} iterations (loops, calls/returns, indirect calls, "
+             f"memory traffic), median of {r['repeats']}",
+             f"{'code':<8}{'world':<7}{'hybrid86 ns/it':>16}{'bare ns/it':>12}{'ratio':>8}{'goal':>7}"]
+    for name, m in r["modes"].items():
+        lines.append(f"{name:<8}{m['world']:<7}{m['hybrid_ns_per_iteration']:>16.1f}"
+                     f"{m['bare_ns_per_iteration']:>12.1f}{m['ratio']:>8.3f}{m['goal']:>7.2f}")
+    lines.append("ratio = bare Unicorn's time per iteration / hybrid86's (1.0 = no overhead); "
+                 "bare = the same image on Unicorn with no monitor (ring-0 image for ring 0 and ring 3)")
+    for name, m in r["modes"].items():
+        top = sorted(m["callouts"].items(), key=lambda kv: -kv[1])[:5]
+        lines.append(f"  {name}: DE {m['de_instructions']:,} insns, BT {m['bt_instructions']:,} insns, "
+                     f"callouts {', '.join(f'{k} {v:,}' for k, v in top)}")
+    return "\n".join(lines)
+
+
+def _selftest() -> None:         # python -m monitor.bench_modes
+    print(format_results(bench(iters=20_000, repeats=1)))
+
+
+if __name__ == "__main__":
+    _selftest()
+
+
+__all__ = ["bench", "format_results", "build", "run_bare", "run_hybrid"]
