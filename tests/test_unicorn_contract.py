@@ -745,3 +745,167 @@ def test_u20_leaving_from_the_tlb_fill(how):
         assert err.value.errno == UC_ERR_EXCEPTION
         assert int.from_bytes(uc.mem_read(0x2000, 2), "little") == 41     # not written
         assert uc.reg_read(X.UC_X86_REG_EIP) == 0x1000
+
+
+# --------------------------------------------------------------- U21-U26 (found with protected mode)
+
+@pytest.mark.parametrize("hooked", [False, True])
+def test_u21_sysenter_never_faults_and_a_hook_makes_it_a_no_op(hooked):
+    """With SYSENTER_CS = 0 the SDM says #GP(0).  Unicorn raises nothing
+    through the interrupt hook: unhooked, it steps over it or runs off
+    somewhere (seen both, depending on how the run is bounded);
+    with an instruction hook, the hook runs and the CPU steps over it.  The
+    monitor hooks SYSENTER and performs it from the guest's MSRs."""
+    w = World()
+    seen = w.record_interrupts()
+    calls = []
+    if hooked:
+        w.uc.hook_add(UC_HOOK_INSN, lambda uc, _: calls.append(uc.reg_read(UC_X86_REG_EIP)), None, 1, 0,
+                      X.UC_X86_INS_SYSENTER)
+    code = assemble("mov ebx, 0x55\nsysenter\nmov ecx, 7\nnop", org=CODE + 0x100)
+    w.load(code, CODE + 0x100)
+    w.enter_ring3(CODE + 0x100)
+    assert w.uc.msr_read(0x174) == 0
+    try:
+        w.uc.emu_start(CODE + 0x100, CODE + 0x100 + len(code) - 1, count=20)
+    except UcError:
+        assert not hooked
+    assert seen == []                                   # never a #GP through the hook
+    if hooked:
+        assert len(calls) == 1 and w.uc.reg_read(UC_X86_REG_ECX) == 7 and w.cpl() == 3
+
+
+def test_u22_ud2_in_v86_ends_the_run_with_insn_invalid():
+    """An invalid opcode run in V8086 mode raises no #UD through the interrupt
+    hook: emu_start fails with UC_ERR_INSN_INVALID, EIP at the instruction."""
+    from unicorn import UC_ERR_INSN_INVALID
+
+    w = World()
+    seen = w.record_interrupts()
+    w.uc.mem_write(0x20000, bytes.fromhex("90 0f0b 90"))
+    w.enter_v86(0x2000, 0)
+    with pytest.raises(UcError) as err:
+        w.uc.emu_start(0, 0x20000 + 4)
+    assert err.value.errno == UC_ERR_INSN_INVALID and seen == []
+    assert w.uc.reg_read(UC_X86_REG_EIP) == 1
+
+
+def _vtlb_world(refuse_page: int):
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.mem_map(0, 0x100000)
+    uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+    from unicorn import UC_PROT_ALL
+
+    asked = []
+
+    def fill(uc_, vaddr, access, entry, _):
+        asked.append(vaddr)
+        if vaddr & ~0xFFF == refuse_page:
+            return False
+        entry.paddr, entry.perms = vaddr & ~0xFFF, UC_PROT_ALL
+        return True
+
+    uc.hook_add(UC_HOOK_TLB_FILL, fill)
+    return uc, asked
+
+
+def test_u23_the_tlb_fill_hook_is_told_the_page_not_the_address():
+    """The fill hook receives the page address of the access: CR2's low 12
+    bits must come from elsewhere (monitor/faultaddr.py decodes the instruction)."""
+    uc, asked = _vtlb_world(0x5000)
+    code = assemble("mov eax, [0x5123]\nnop", org=0x1000)
+    uc.mem_write(0x1000, code)
+    with pytest.raises(UcError):
+        uc.emu_start(0x1000, 0x1000 + len(code) - 1)
+    assert 0x5000 in asked and 0x5123 not in asked
+    assert uc.reg_read(UC_X86_REG_EIP) == 0x1000
+
+
+@pytest.mark.parametrize("count", [0, 1, 2])
+def test_u24_a_fetch_crossing_into_a_refused_page_reports_the_block_start(count):
+    """Three nops then an instruction that crosses into a refused page: the
+    run fails with EIP at the first nop (nothing of the block ran), even with
+    count= limiting the run to fewer instructions (the crossing instruction
+    is translated with the others).  hybrid86 runs them in BT instead."""
+    uc, _ = _vtlb_world(0x3000)
+    uc.mem_write(0x2FFB, bytes.fromhex("909090 b8 00"))          # mov eax, imm32 crosses into 0x3000
+    uc.reg_write(UC_X86_REG_EBX, 0)
+    with pytest.raises(UcError):
+        uc.emu_start(0x2FFB, 0x4000, count=count)
+    assert uc.reg_read(UC_X86_REG_EIP) == 0x2FFB
+
+
+def test_u25_eip_written_in_an_io_hook_does_not_redirect_but_a_saved_context_unwinds():
+    """Writing EIP from an IN hook does not leave the block (the rest of it
+    runs).  What works: save the context in the hook (EIP is exact there),
+    refuse every TLB fill until the block ends, restore the context: no later
+    instruction of the block has any effect (monitor/machine.py _de_io_check)."""
+    from unicorn import UC_PROT_ALL
+
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.mem_map(0, 0x100000)
+    uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+    frozen = []
+
+    def fill(uc_, vaddr, access, entry, _):
+        if frozen:
+            return False
+        entry.paddr, entry.perms = vaddr & ~0xFFF, UC_PROT_ALL
+        return True
+
+    uc.hook_add(UC_HOOK_TLB_FILL, fill)
+    code = assemble("mov eax, 0x11111111\nin al, 0x80\nmov ebx, 0x2222\nmov [0x8000], eax\nmov ecx, 0x3333\n"
+                    "nop\nnop", org=0x1000)
+    uc.mem_write(0x1000, code)
+    in_eip = 0x1005
+    saved = []
+
+    def redirect(uc_, port, size, _):
+        assert uc_.reg_read(UC_X86_REG_EIP) == in_eip       # exact in the hook
+        uc_.reg_write(UC_X86_REG_EIP, 0x1000 + len(code) - 1)
+        return 0x55
+
+    h = uc.hook_add(UC_HOOK_INSN, redirect, None, 1, 0, X.UC_X86_INS_IN)
+    uc.emu_start(0x1000, 0x1000 + len(code) - 1)
+    assert uc.reg_read(UC_X86_REG_EBX) == 0x2222                # the block went on
+    uc.hook_del(h)
+    uc.mem_write(0x8000, bytes(4))
+    for reg in (UC_X86_REG_EAX, UC_X86_REG_EBX, UC_X86_REG_ECX):
+        uc.reg_write(reg, 0)
+
+    def unwind(uc_, port, size, _):
+        saved.append(uc_.context_save())
+        frozen.append(True)
+        uc_.ctl(__import__("unicorn").UC_CTL_TLB_FLUSH, __import__("unicorn").UC_CTL_IO_WRITE)
+        uc_.emu_stop()
+        return 0x55
+
+    uc.hook_add(UC_HOOK_INSN, unwind, None, 1, 0, X.UC_X86_INS_IN)
+    uc.ctl_remove_cache(0x1000, 0x2000)
+    try:
+        uc.emu_start(0x1000, 0x1000 + len(code) - 1)
+    except UcError:
+        pass                                                    # the frozen fill ended the block
+    frozen.clear()
+    uc.context_restore(saved[0])
+    assert uc.reg_read(UC_X86_REG_EIP) == in_eip
+    assert uc.reg_read(UC_X86_REG_EAX) == 0x11111111 and uc.reg_read(UC_X86_REG_EBX) == 0
+    assert bytes(uc.mem_read(0x8000, 4)) == bytes(4)           # the store never landed
+
+
+def test_u26_cr4_umip_has_no_effect():
+    """No UMIP: sgdt/sidt/sldt/str/smsw at CPL 3 never fault, so in DE they
+    show the real (shadow) tables; VMware's classic limitation on pre-UMIP
+    CPUs (docs/protected-mode.md)."""
+    w = World()
+    c0 = assemble("mov eax, cr4\nor eax, 0x800\nmov cr4, eax\nnop", org=CODE)
+    w.load(c0)
+    w.uc.emu_start(CODE, CODE + len(c0) - 1)
+    assert w.uc.reg_read(X.UC_X86_REG_CR4) & 0x800
+    seen = w.record_interrupts()
+    code = assemble("sgdt [0x9000]\nsidt [0x9010]\nsldt ax\nstr ax\nsmsw ax\nnop", org=CODE + 0x100)
+    w.load(code, CODE + 0x100)
+    w.enter_ring3(CODE + 0x100)
+    w.uc.emu_start(CODE + 0x100, CODE + 0x100 + len(code) - 1)
+    assert seen == [] and w.cpl() == 3
+    assert int.from_bytes(w.uc.mem_read(0x9002, 4), "little") == GDT_BASE
