@@ -30,6 +30,7 @@ from unicorn.x86_const import (
 import _native
 from bt import abi
 from bt.callouts import Callout, CalloutTable, Kind
+from bt.opcodes import Sens
 from bt.lookup import IndirectLookup
 from bt.protmode import CodeContext, ProtectedModeTranslator
 from bt.realmode import RealModeTranslator
@@ -203,8 +204,11 @@ class Machine:
         return (regs[EFLAGS] & ~0x20000) | (0x20000 if self.vcpu.eflags_vm else 0) | 2
 
     def set_guest_eflags(self, regs, value: int) -> None:
+        """VM is virtual in BT; RF is dropped: it only suppresses instruction
+        breakpoints, which are not virtualized, and Unicorn never clears it, so
+        a later pushf would show it (SDM: pushf never stores RF)."""
         self.vcpu.eflags_vm = bool(value & 0x20000)
-        regs[EFLAGS] = (value & ~0x20000 & 0x3F7FD7) | 2
+        regs[EFLAGS] = (value & ~0x30000 & 0x3F7FD7) | 2
 
     def code_context(self) -> CodeContext:
         sel, desc = self.vcpu.segs[CS]
@@ -240,6 +244,7 @@ class Machine:
         v = self.vcpu
         old = v.cr0
         v.cr0 = value | 0x10
+        self.sync_real_cr0()
         if (old ^ value) & 1:
             if value & 1:
                 self._enter_protected_mode()
@@ -247,6 +252,19 @@ class Machine:
                 self._leave_protected_mode()
             self._reset_lookup()
         self.paging_changed()
+
+    def sync_real_cr0(self) -> None:
+        """The real CR0 is PE=1 and ET=1 plus the guest's MP, EM, TS and NE:
+        FPU instructions then trap as the guest's would (#NM), and smsw run
+        directly in DE shows the guest's low CR0 bits (U26: it cannot trap)."""
+        from unicorn.x86_const import UC_X86_REG_CR0
+        self.uc.reg_write(UC_X86_REG_CR0, 0x11 | (self.vcpu.cr0 & 0x2E))
+
+    def set_real_tr(self, sel: int, base: int, limit: int, typ: int) -> None:
+        """The real TR shows the guest's (the real CPU never uses it: U2, U7),
+        so str run directly in DE answers the guest's selector."""
+        from unicorn.x86_const import UC_X86_REG_TR
+        self.uc.reg_write(UC_X86_REG_TR, (sel, base, limit, 0x80 | typ))
 
     def _enter_protected_mode(self) -> None:
         """PE 0 -> 1: every segment keeps its real-mode cache (CS too, until the far jump)."""
@@ -294,6 +312,8 @@ class Machine:
             return True
         try:
             entry = self.pm_ops.table_entry(sel)
+            if entry is not None and self._hidden_in_shadow(sel):
+                return False                 # the real CPU could not load it from the shadow
         except PageFault:
             return False
         return is_reversible(desc, entry[0] if entry else None)
@@ -316,8 +336,18 @@ class Machine:
         """A sysenter run directly (ring 3): the block ends right after it, so
         stopping here leaves the CPU at the next instruction; the run loop
         then leaves DE and performs it (monitor/protmode.py)."""
+        if self.io_trap is not None:
+            return
         if self.world is World.DE:
-            self.de_pending = ("sysenter", 0, None)
+            regs = self.cpu.read_gprs()
+            v = self.vcpu
+            lin = (v.segs[CS][1].base + regs[EIP]) & 0xFFFFFFFF
+            try:
+                at = self.vmem.read(lin, 2, cpl=3)
+            except PageFault:
+                at = b""
+            after = regs[EIP] + 2 if at == b"\x0f\x34" else regs[EIP]
+            self.de_pending = ("sysenter", after & 0xFFFFFFFF, None)
             uc.emu_stop()
         else:
             self.stop("sysenter executed outside the TC's callouts (a translator bug)")
@@ -466,6 +496,8 @@ class Machine:
     # -- the hooks ------------------------------------------------------------------------
 
     def _on_callout(self, vector: int, error_code: int, is_int: bool) -> bool:
+        if self.io_trap is not None:
+            return False                    # a denied DE I/O is being unwound (_de_io_check)
         regs = self.cpu.read_gprs()
         site = regs[EIP] - 1
         if self.world is World.DE:
@@ -571,29 +603,23 @@ class Machine:
         pending, self.de_pending = self.de_pending, None
         cs_base = v.segs[CS][1].base if v.segs[CS][1] is not None else 0
         if pending is not None and (regs[EIP] + cs_base) & 0xFFFFFFFF == WS_TRAP + 1:
-            regs[EIP] = pending[1] if pending[0] != "sysenter" else regs[EIP]
+            regs[EIP] = pending[1]
         self._sync_from_de(regs)              # (self.world stays DE: no real segment reloads yet)
+        regs[EFLAGS] &= ~0x10000              # RF (see set_guest_eflags)
         eip = regs[EIP]
+        saved = list(regs)
         try:
-            if pending is not None:
-                kind, at, arg = pending
-                if kind == "irq":
-                    target = self.pm_ops.deliver(regs, arg, at)
-                elif kind == "bt":
-                    target, self.force_bt = at, True
-                elif kind == "sysenter":
-                    target = self.pm_ops.sysenter(regs)
-                else:                                              # ("fault", eip, GuestFault)
-                    target = self._fault_at(regs, arg, at)
-            elif is_int:
-                self.stats["de_software_interrupts"] += 1
-                target = self.pm_ops.deliver(regs, vector, eip, soft=vector != 1)
-            elif vector == 13 and not v.eflags_vm and self.vmem.read(
-                    (v.segs[CS][1].base + eip) & 0xFFFFFFFF, 2, cpl=3) == b"\x0f\x34":
-                target = self.pm_ops.sysenter(regs)                 # sysenter from ring 3 (real SYSENTER_CS = 0)
-            else:
-                code = error_code if vector in (8, 10, 11, 12, 13, 14, 17) else None
-                target = self._fault_at(regs, GuestFault(vector, code), eip)
+            try:
+                try:
+                    target = self._de_event(regs, pending, vector, error_code, is_int, eip)
+                except PageFault as pf:
+                    raise GuestFault(14, pf.error_code, pf.linear) from None
+            except GuestFault as fault:
+                # The event itself faults (int n through a DPL-0 gate, sysenter
+                # with SYSENTER_CS = 0, an emulated segment load...): deliver
+                # that fault at the instruction instead.
+                regs[:] = saved
+                target = self._fault_at(regs, fault, self._event_eip(pending, vector, is_int, eip))
             if self.pic is not None and self.guest_eflags(regs) & 0x200 and self.pic.has_interrupt():
                 target = self.pm_ops.deliver(regs, self.pic.acknowledge(), target)
             addr = self.guest_target(regs, target)
@@ -603,6 +629,70 @@ class Machine:
         self.worlds.recipe_to_ring0(regs, addr)
         self.cpu.write_gprs(regs)
         return True
+
+    def _de_event(self, regs, pending, vector: int, error_code: int, is_int: bool, eip: int) -> int:
+        """Perform what made the guest leave DE; returns the guest EIP to go on at."""
+        v = self.vcpu
+        if pending is not None:
+            kind, at, arg = pending
+            if kind == "irq":
+                return self.pm_ops.deliver(regs, arg, at)
+            if kind == "bt":
+                self.force_bt = True
+                return at
+            if kind == "sysenter":
+                return self.pm_ops.sysenter(regs)
+            return self._fault_at(regs, arg, at)                  # ("fault", eip, GuestFault)
+        if is_int:
+            self.stats["de_software_interrupts"] += 1
+            return self.pm_ops.deliver(regs, vector, eip, soft=vector != 1)
+        code = error_code if vector in (8, 10, 11, 12, 13, 14, 17) else None
+        if vector in (11, 12, 13) and not v.eflags_vm:
+            insn = self._guest_insn_at(eip)
+            if insn is not None and insn.ok and insn.mnemonic == "sysenter":
+                return self.pm_ops.sysenter(regs)                  # (real SYSENTER_CS = 0)
+            if insn is not None and insn.ok and insn.sensitive == Sens.SEG_LOAD and code \
+                    and self._hidden_in_shadow(code):
+                # A segment whose descriptor the shadow GDT hides (based in the
+                # monitor region): the monitor performs the load; the segment
+                # is then not reversible and the guest continues in BT.
+                self.pm_ops.seg_load(regs, insn)
+                self.stats["de_emulated_segment_loads"] += 1
+                return (eip + insn.length) & 0xFFFFFFFF
+        return self._fault_at(regs, GuestFault(vector, code), eip)
+
+    def _guest_insn_at(self, eip: int):
+        v = self.vcpu
+        bits = 16 if v.eflags_vm or not v.segs[CS][1].big else 32
+        try:
+            raw = self.vmem.read_code((v.segs[CS][1].base + eip) & 0xFFFFFFFF, 15, 3)[0]
+        except PageFault:
+            return None
+        return decode(raw + bytes(15), eip, bits)
+
+    def _hidden_in_shadow(self, selector: int) -> bool:
+        """Does the shadow GDT/LDT hide this guest entry (present in the guest's,
+        not present in the shadow)?"""
+        from monitor.shadow import shadow_entry
+
+        entry = self.pm_ops.table_entry(selector & 0xFFFC)
+        if entry is None or not entry[0][5] & 0x80:
+            return False
+        return not shadow_entry(entry[0])[0][5] & 0x80
+
+    def _event_eip(self, pending, vector: int, is_int: bool, eip: int) -> int:
+        """Where the instruction that raised a DE event starts (faults in its
+        delivery are reported there)."""
+        if pending is not None:
+            return pending[1] if pending[0] != "sysenter" else (eip - 2) & 0xFFFFFFFF
+        if is_int:
+            v = self.vcpu
+            try:
+                prev = self.vmem.read((v.segs[CS][1].base + eip - 1) & 0xFFFFFFFF, 1, cpl=3)[0]
+            except PageFault:
+                prev = None
+            return (eip - (1 if prev in (0xCC, 0xCE, 0xF1) and vector in (3, 4, 1) else 2)) & 0xFFFFFFFF
+        return eip
 
     def _v86_bios_callout(self, regs) -> bool:
         """The BIOS ROM's callout (ud2 + service byte) executed in V8086 mode,
@@ -709,6 +799,8 @@ class Machine:
 
     def _on_exception(self, vector: int, error_code: int, is_int: bool) -> bool:
         """A CPU exception raised by translated code: deliver it to the guest."""
+        if self.io_trap is not None:
+            return False                    # a denied DE I/O is being unwound (_de_io_check)
         regs = self.cpu.read_gprs()
         if self.world is World.DE:
             return self._leave_de(regs, vector, error_code, is_int)

@@ -148,10 +148,11 @@ class ProtectedModeOps:
         d = self.descriptor(sel)
         if d is None:
             raise gp((sel & 0xFFFC) | ext)
-        if isinstance(d, Gate) or d.is_system:
+        if (isinstance(d, Gate) and d.type in (D.SYS_CALL_GATE16, D.SYS_CALL_GATE32, D.SYS_TASK_GATE)) \
+                or (not isinstance(d, Gate) and d.is_tss):
             raise VMStop(f"far transfer through system descriptor {sel:#06x} (call/task gates and task "
                          "switches are not supported)")
-        if not d.is_code:
+        if isinstance(d, Gate) or not d.is_code:
             raise gp((sel & 0xFFFC) | ext)
         return d
 
@@ -604,7 +605,7 @@ class ProtectedModeOps:
         op = insn.opcode
         size = 1 if op in (0xE4, 0xE6, 0xEC, 0xEE, 0x6C, 0x6E) else (2 if insn.eff_opsize == 16 else 4)
         if op in (0x6C, 0x6D, 0x6E, 0x6F):
-            raise VMStop("string I/O (ins/outs) at guest CPL > 0 is not supported yet")
+            return self.string_io(rec, regs, insn, size)
         port = insn.imm & 0xFF if op in (0xE4, 0xE5, 0xE6, 0xE7) else regs[EDX] & 0xFFFF
         if not self.io_allowed(regs, port, size):
             raise gp(0)
@@ -614,6 +615,40 @@ class ProtectedModeOps:
             regs[EAX] = (regs[EAX] & ~mask & 0xFFFFFFFF) | value
         else:
             self.m.bus.write(port, size, regs[EAX] & mask)
+        return rec.next_ip
+
+    def string_io(self, rec, regs, insn, size: int) -> int:
+        """ins/outs (with rep) at guest CPL > 0: each element checked and moved
+        by the monitor through the guest's page tables."""
+        op = insn.opcode
+        port = regs[EDX] & 0xFFFF
+        if not self.io_allowed(regs, port, size):
+            raise gp(0)
+        amask = 0xFFFF if insn.addrsize == 16 else 0xFFFFFFFF
+        rep = insn.prefixes & 0x600                              # F3 / F2
+        count = regs[ECX] & amask if rep else 1
+        step = -size if regs[EFLAGS] & DF_BIT else size
+        mask = (1 << 8 * size) - 1
+        v = self.vcpu
+        while count:
+            if op in (0x6C, 0x6D):                               # ins: ES:eDI
+                es = v.segs[ES][1]
+                if es is None:
+                    raise gp(0)
+                lin = (es.base + (regs[7] & amask)) & 0xFFFFFFFF
+                self.vm.write(lin, (self.m.bus.read(port, size) & mask).to_bytes(size, "little"), cpl=v.cpl)
+                regs[7] = (regs[7] & ~amask) | ((regs[7] + step) & amask)
+            else:                                                # outs: DS (or override):eSI
+                seg = SEG_BY_NAME[insn.segment] if insn.segment else DS
+                d = v.segs[seg][1]
+                if d is None:
+                    raise gp(0)
+                lin = (d.base + (regs[6] & amask)) & 0xFFFFFFFF
+                self.m.bus.write(port, size, int.from_bytes(self.vm.read(lin, size, cpl=v.cpl), "little"))
+                regs[6] = (regs[6] & ~amask) | ((regs[6] + step) & amask)
+            count -= 1
+            if rep:
+                regs[ECX] = (regs[ECX] & ~amask) | count
         return rec.next_ip
 
     def msr(self, regs, insn, rec) -> int:
@@ -694,6 +729,7 @@ class ProtectedModeOps:
                 raise GuestFault(VEC_NP, sel & 0xFFFC)
             self.vm.write(entry[1] + 5, bytes([entry[0][5] | 2]), cpl=0)     # busy
             v.tr = (sel, d.base, d.limit, d.type | 2)
+            self.m.set_real_tr(sel, d.base, d.limit, d.type | 2)
             return None
         if name in ("lsl", "lar", "verr", "verw"):
             sel = self.read_rm(regs, insn, 2)
@@ -709,6 +745,7 @@ class ProtectedModeOps:
             return None
         if name == "clts":
             v.cr0 &= ~8
+            self.m.sync_real_cr0()
             return None
         if name in ("wbinvd", "invd"):
             return rec.next_ip

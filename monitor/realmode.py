@@ -280,6 +280,7 @@ class RealModeOps:
             return None
         if name == "clts":
             self.vcpu.cr0 &= ~0x8
+            self.m.sync_real_cr0()
             return None
         # sldt/str/lldt/ltr/verr/verw/lar/lsl are #UD in real mode.
         return self.deliver(regs, 6, rec.ip)

@@ -462,11 +462,11 @@ def smsw(cr0: int, dest_is_register: bool = True, operand_size: int = 32) -> tup
 
     To memory: CR0 bits 15:0, 16 bits, at every operand size.  To a 32-bit
     register the SDM (vol. 2, SMSW) leaves bits 31:16 *undefined*; Unicorn
-    (QEMU) writes only bits 15:0 and keeps the rest of the register, which the
-    SDM allows, and which is what the equivalence fuzzer's reference (bare
-    Unicorn) and the transparency probes' (qemu-system-i386) do; so hybrid86
-    does the same: always a 16-bit write.  (Bochs and P6-and-later hardware
-    write all of CR0 there; a guest cannot rely on either.)
+    writes only bits 15:0 and keeps the rest of the register, which the SDM
+    allows and which is what the equivalence fuzzer's reference (bare
+    Unicorn) does; so hybrid86 does the same: always a 16-bit write.
+    (qemu-system-i386 7.2 writes zeros there, Bochs and P6-and-later hardware
+    all of CR0: a guest cannot rely on any; the transparency probes mask it.)
     """
     del dest_is_register, operand_size
     return cr0 & 0xFFFF, 2

@@ -125,7 +125,7 @@ class WorldSwitch:
         jump to.  The guest's registers other than ESP and EIP stay in regs."""
         m, v = self.m, self.m.vcpu
         self.sync_shadow_tables()
-        eflags = m.guest_eflags(regs) | 2
+        eflags = (m.guest_eflags(regs) | 2) & ~0x10000          # no RF (machine.set_guest_eflags)
         sels = [v.segs[s][0] for s in range(6)]          # ES CS SS DS FS GS
         if v.eflags_vm:
             frame = [eip & 0xFFFF, sels[1], eflags | VM_BIT, regs[4], sels[2], sels[0], sels[3], sels[4], sels[5]]

@@ -11,7 +11,6 @@ import collections
 import pytest
 
 from bt import abi
-from bt.callouts import Kind
 from bt.decoder import decode
 from bt.opcodes import Flow, Priv, Sens, Status, entries
 from bt.protmode import CodeContext

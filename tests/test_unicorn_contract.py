@@ -909,3 +909,19 @@ def test_u26_cr4_umip_has_no_effect():
     w.uc.emu_start(CODE + 0x100, CODE + 0x100 + len(code) - 1)
     assert seen == [] and w.cpl() == 3
     assert int.from_bytes(w.uc.mem_read(0x9002, 4), "little") == GDT_BASE
+
+
+def test_u27_pushf_keeps_rf_and_vm_in_the_image():
+    """SDM: pushf never stores RF or VM.  Unicorn's does: after an iretd whose
+    image has RF (RF then never clears), and in V8086 mode (VM)."""
+    w = World()
+    code = assemble("pushfd\npop eax\nnop", org=CODE + 0x100)
+    w.load(code, CODE + 0x100)
+    w.iret_to([DATA3, 0x9000, 0x10202, 0x1B, CODE + 0x100], CODE + 0x100)      # RF in the image
+    w.uc.emu_start(CODE + 0x100, CODE + 0x100 + len(code) - 1)
+    assert w.uc.reg_read(UC_X86_REG_EAX) & 0x10000
+    w2 = World()
+    w2.uc.mem_write(0x20000, assemble("pushfd\npop eax\nnop", bits=16))
+    w2.enter_v86(0x2000, 0, iopl=3)
+    w2.uc.emu_start(0, 0x20000 + 4)
+    assert w2.uc.reg_read(UC_X86_REG_EAX) & 0x20000
