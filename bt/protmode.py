@@ -69,9 +69,9 @@ class ProtectedModeTranslator(RealModeTranslator):
     it raises the MMU's PageFault when not even the first byte is mapped."""
 
     def __init__(self, tc, callouts, read_virtual, trace_page, counters=None,
-                 is_checked=lambda pfn: False, layout=None):
+                 is_checked=lambda pfn: False, layout=None, interrupt_shadow=None):
         super().__init__(tc, callouts, None, trace_page, counters=counters, is_checked=is_checked,
-                         layout=layout)
+                         layout=layout, interrupt_shadow=interrupt_shadow)
         self.read_virtual = read_virtual
         self.dispatch = 0          # this TC generation's PM lookup dispatch stub (machine.py sets it)
 
@@ -146,6 +146,7 @@ class ProtectedModeTranslator(RealModeTranslator):
         for cur, nxt, insn, raw, linear, _pages in plan:
             insn_map.append((em.here, cur))
             ended = self._one_pm(em, ctx, cur, nxt, insn, raw)
+            self._note_shadow(ctx, insn, nxt)
         if not ended:
             self._stub(em, ctx, plan[-1][1])
         if fixups:

@@ -101,8 +101,10 @@ class RealModeTranslator:
 
     def __init__(self, tc: TranslationCache, callouts: CalloutTable, read_linear, trace_page,
                  counters=None, a20_mask=lambda: 0xFFFFFFFF, is_checked=lambda pfn: False,
-                 ivt_base=lambda: 0, layout=None):
+                 ivt_base=lambda: 0, layout=None, interrupt_shadow=None):
         self.abi = layout or abi.DEFAULT     # monitor-data addresses (bt/abi.py DataLayout)
+        # (cs, ip) right after sti / mov ss / pop ss: no interrupt is taken there
+        self.interrupt_shadow = interrupt_shadow if interrupt_shadow is not None else set()
         self.tc = tc
         self.callouts = callouts
         self.read_linear = read_linear     # (linear, size) -> bytes of guest code
@@ -171,6 +173,7 @@ class RealModeTranslator:
         for cur, nxt, insn, raw, linear, bios in plan:
             insn_map.append((em.here, cur))
             ended = self._one(em, cs, cur, nxt, insn, raw, linear, bios)
+            self._note_shadow(cs, insn, nxt)
         if not ended:
             self._stub(em, cs, plan[-1][1])         # fall through into the next unit
         if fixups:
@@ -178,6 +181,14 @@ class RealModeTranslator:
         return self._commit(em, key, guest_len, tuple(pages), insn_map, len(plan), counter, checked)
 
     # -- pieces shared with the protected-mode translator (bt/protmode.py) ----------
+
+    def _note_shadow(self, cs, insn, next_ip: int) -> None:
+        """sti, mov ss and pop ss hold off interrupts until the next
+        instruction completes (SDM vol. 3, 6.8.3): the monitor must not
+        deliver one at `next_ip` (guests rely on `sti; hlt`, `sti; sysexit`)."""
+        if insn.ok and insn.opmap == 1 and (insn.opcode in (0xFB, 0x17)
+                                            or (insn.opcode == 0x8E and insn.reg == 2)):
+            self.interrupt_shadow.add((cs, next_ip))
 
     def _new_emitter(self) -> Emitter:
         return Emitter(self.tc.top)

@@ -69,6 +69,12 @@ class Machine:
         mmu_class = _native.NativeMMU if native else SoftMMU
         self.mmu = mmu_class(self.uc, self.memory, on_code_write=self._on_guest_code_write)
         self.cpu = (_native.Cpu if native else _native.PyCpu)(self.uc)
+        from unicorn import UC_HOOK_INSN
+        from unicorn.x86_const import UC_X86_INS_SYSENTER
+        # sysenter in DE: Unicorn only calls the hooks and steps over it (U21).
+        # Registered before the I/O hooks: its helper stops walking the hook
+        # list at the first hook once a stop is pending (U28).
+        self.uc.hook_add(UC_HOOK_INSN, self._on_sysenter, None, 1, 0, UC_X86_INS_SYSENTER)
         self.cpu.install_hooks()
         self.vcpu = VirtualCPU()
         self.mirror = VirtualStateMirror(self.memory.monitor, self.abi)
@@ -79,17 +85,21 @@ class Machine:
         self.cpu.claim_ports(0x80, 1, "ignore")        # POST/delay port
         self.tc = TranslationCache(self.uc, self.memory)
         self.checked_pages: set[int] = set()   # code pages validated at unit entry instead of write-protected
+        self.interrupt_shadow: set = set()     # (cs, ip) right after sti / mov ss / pop ss (bt/realmode.py)
+        self.shadow_skips = 0
         self.callouts = CalloutTable()
         self.counters = CounterPool(self.memory.monitor, self.abi) if count_instructions else None
         self.translator = RealModeTranslator(
             self.tc, self.callouts, self.guestmem.read, self.mmu.trace_page,
             counters=self.counters, a20_mask=lambda: self.mmu.a20_mask,
-            is_checked=self.checked_pages.__contains__, ivt_base=lambda: self.vcpu.idtr[0], layout=self.abi)
+            is_checked=self.checked_pages.__contains__, ivt_base=lambda: self.vcpu.idtr[0], layout=self.abi,
+            interrupt_shadow=self.interrupt_shadow)
         self.ops = RealModeOps(self)
         self.vmem = VirtualMemory(self.guestmem, self.mmu)
         self.pm_translator = ProtectedModeTranslator(
             self.tc, self.callouts, self._read_code, self.mmu.trace_page,
-            counters=self.counters, is_checked=self.checked_pages.__contains__, layout=self.abi)
+            counters=self.counters, is_checked=self.checked_pages.__contains__, layout=self.abi,
+            interrupt_shadow=self.interrupt_shadow)
         self.pm_ops = ProtectedModeOps(self)
         self.world = World.BT               # which world the real CPU is in
         self.de_counter = None
@@ -100,7 +110,8 @@ class Machine:
             self.de_counter.enable(True)
         self.de_pending = None              # an event to deliver when a run starts at WS_TRAP
         self.force_bt = False               # the next guest_target translates even where DE is allowed
-        self.io_trap = None                 # (saved context, EIP) of a denied DE I/O being unwound
+        self.short_slice = False            # an interrupt waits out an sti/mov ss shadow: look again soon
+        self.io_trap = None                 # (saved context, event) of a DE block being unwound
         self.step_count = 0                 # run only this many instructions next time...
         self.after_step = None              # ...then call this (page-table watch, DE crossing fetch)
         self.lookup = IndirectLookup(self.memory.monitor, self.counters, self.abi)
@@ -118,11 +129,6 @@ class Machine:
         self.worlds = WorldSwitch(self)
         self.window = DataWindow(self)
         self._new_tc_generation()
-        from unicorn import UC_HOOK_INSN
-        from unicorn.x86_const import UC_X86_INS_SYSENTER
-        # sysenter in DE: Unicorn steps over it whatever the MSRs say (no #GP
-        # even with SYSENTER_CS = 0), so the monitor hooks it (U13).
-        self.uc.hook_add(UC_HOOK_INSN, self._on_sysenter, None, 1, 0, UC_X86_INS_SYSENTER)
         self.cpu.set_vector_handler(3, self._on_callout)
         for vector in range(256):
             if vector != 3:
@@ -333,9 +339,11 @@ class Machine:
         self.stats["world_switches_to_bt"] += 1
 
     def _on_sysenter(self, uc, _ud) -> None:
-        """A sysenter run directly (ring 3): the block ends right after it, so
-        stopping here leaves the CPU at the next instruction; the run loop
-        then leaves DE and performs it (monitor/protmode.py)."""
+        """A sysenter run directly (ring 3): Unicorn calls this hook, steps
+        over the instruction and may run on to the end of the block (U21,
+        U16), so the block is unwound like a denied I/O (`_unwind_block`) and
+        the run loop then leaves DE and performs the sysenter from the guest's
+        MSRs (monitor/protmode.py)."""
         if self.io_trap is not None:
             return
         if self.world is World.DE:
@@ -347,38 +355,42 @@ class Machine:
             except PageFault:
                 at = b""
             after = regs[EIP] + 2 if at == b"\x0f\x34" else regs[EIP]
-            self.de_pending = ("sysenter", after & 0xFFFFFFFF, None)
-            uc.emu_stop()
+            self._unwind_block(regs, ("sysenter", after & 0xFFFFFFFF, None))
         else:
             self.stop("sysenter executed outside the TC's callouts (a translator bug)")
 
     def _de_io_check(self, port: int, size: int, is_write: bool) -> bool:
         """IN/OUT run directly at CPL 3 or in V8086: the CPU checks neither
-        IOPL nor the TSS bitmap (U7), so the monitor does.  A denied access
-        must become #GP at the instruction, but a stop requested here lands at
-        the end of the block (U16).  So the monitor saves the CPU context here
-        (EIP is exact in the I/O hook), freezes the TLB so that no later
-        memory access of the block lands, lets the block end, restores the
-        context and delivers #GP(0) (the run loop's `io_trap`)."""
+        IOPL nor the TSS bitmap (U7), so the monitor does; a denied access
+        becomes #GP(0) at the instruction (`_unwind_block`)."""
         regs = self.cpu.read_gprs()
         if self.pm_ops.io_allowed(regs, port, size):
             self.stats["de_io"] += 1
             return True
-        if self.io_trap is None:
-            self.io_trap = (self.uc.context_save(), regs[EIP])
-            self.mmu.freeze(True)
-            self.uc.emu_stop()
+        self._unwind_block(regs, ("fault", regs[EIP], GuestFault(13, 0)))
         self.stats["de_io_denied"] += 1
         return False
 
-    def _finish_io_trap(self) -> None:
-        ctx, eip = self.io_trap
+    def _unwind_block(self, regs, event) -> None:
+        """An event in DE that must take effect *at* the current instruction,
+        seen in a hook from which a stop lands only at the end of the block
+        (U16, U25): save the CPU context here (EIP is exact in these hooks),
+        make the software TLB refuse every fill so that no later memory access
+        of the block lands, let the block end; the run loop restores the
+        context and leaves DE with `event` (`_finish_unwind`)."""
+        if self.io_trap is None:
+            self.io_trap = (self.uc.context_save(), event)
+            self.mmu.freeze(True)
+            self.uc.emu_stop()
+
+    def _finish_unwind(self) -> None:
+        ctx, event = self.io_trap
         self.io_trap = None
         self.mmu.freeze(False)
         self.mmu.clear_page_fault()
         self.mmu.trace_exit = False
         self.uc.context_restore(ctx)
-        self.de_pending = ("fault", eip, GuestFault(13, 0))
+        self.de_pending = event
 
     def guest_target(self, regs, eip: int) -> int:
         """Where the real CPU continues for guest EIP `eip` in the current
@@ -570,7 +582,8 @@ class Machine:
         if self.dirty_pages:
             self._invalidate_dirty()
             retarget = True
-        if guest_ip is not None and regs[EFLAGS] & 0x200 and self.pic is not None and self.pic.has_interrupt():
+        if guest_ip is not None and regs[EFLAGS] & 0x200 and self.pic is not None and self.pic.has_interrupt() \
+                and not self._in_shadow(guest_ip):
             guest_ip = self._deliver(regs, self.pic.acknowledge(), guest_ip)
             retarget = True
         if retarget and guest_ip is not None:
@@ -911,6 +924,8 @@ class Machine:
                 continue
             deadline = self.clock.next_deadline()
             slice_ns = SLICE_NS if deadline is None else max(10_000, min(SLICE_NS, deadline - now))
+            if self.short_slice:
+                slice_ns, self.short_slice = 10_000, False
             begin = self.eip
             in_stub = TC_ALLOC_END <= self.eip < TC_ALLOC_END + 0x1000
             if self.world is World.DE and not in_stub:       # (in the stub: let the entry finish first)
@@ -941,7 +956,7 @@ class Machine:
                 else:
                     raise
             if self.io_trap is not None:
-                self._finish_io_trap()
+                self._finish_unwind()
             self.eip = self.cpu.read_gprs()[EIP]
             self.clock.advance_to(max(self.clock.now_ns, time.monotonic_ns() - epoch_ns))
             if self.dirty_pages:
@@ -957,7 +972,9 @@ class Machine:
             if (self.world is World.BT and not self.vcpu.halted and self.pic is not None
                     and self.pic.has_interrupt() and self.guest_if()):
                 guest_ip = self.guest_ip_at(self.eip)
-                if guest_ip is not None:
+                if guest_ip is not None and self._in_shadow(guest_ip):
+                    self.short_slice = True          # take it right after the next instruction
+                elif guest_ip is not None:
                     self._take_interrupt(guest_ip)
         return self.stop_reason
 
@@ -1004,6 +1021,12 @@ class Machine:
         self.flush_translations(before_new_generation=move)   # translated code embeds the old addresses
         self.stats["data_window_moves"] += 1
         log.info("monitor data window moved to %#x", base)
+
+    def _in_shadow(self, guest_ip: int) -> bool:
+        if (self.current_cs(), guest_ip) in self.interrupt_shadow:
+            self.shadow_skips += 1
+            return True
+        return False
 
     def _take_interrupt(self, return_ip: int) -> None:
         """Between runs: acknowledge the PIC's interrupt and enter its handler."""
@@ -1155,6 +1178,7 @@ class Machine:
             "lookup_hits": self.lookup.hits() if self.counters else None,
             "lookup_misses": self.lookup.misses,
             "landing_pads": len(self.lookup.pads),
+            "interrupt_shadow_waits": self.shadow_skips,
             "units_invalidated": tc.invalidated,
             "checked_pages": len(self.checked_pages),
             "tlb_fills": self.mmu.fills,

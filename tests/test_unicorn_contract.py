@@ -925,3 +925,30 @@ def test_u27_pushf_keeps_rf_and_vm_in_the_image():
     w2.enter_v86(0x2000, 0, iopl=3)
     w2.uc.emu_start(0, 0x20000 + 4)
     assert w2.uc.reg_read(UC_X86_REG_EAX) & 0x20000
+
+
+@pytest.mark.parametrize("sysenter_first", [False, True])
+def test_u28_a_pending_stop_hides_insn_hooks_listed_after_the_first(sysenter_first):
+    """helper_sysenter (also cpuid, rdtsc, rdmsr, wrmsr) walks the INSN hook
+    list and breaks after the *first* entry once a stop is pending, whatever
+    that entry's instruction: a SYSENTER hook registered after an OUT hook is
+    never called when the OUT hook (or the timeout thread) asked to stop in
+    the same block.  The machine registers its SYSENTER hook first."""
+    w = World()
+    calls = []
+
+    def on_sysenter(uc, _):
+        calls.append(True)
+
+    def on_out(uc, port, size, value, _):
+        uc.emu_stop()                                   # U16: the block runs on to its end
+
+    if sysenter_first:
+        w.uc.hook_add(UC_HOOK_INSN, on_sysenter, None, 1, 0, X.UC_X86_INS_SYSENTER)
+    w.uc.hook_add(UC_HOOK_INSN, on_out, None, 1, 0, X.UC_X86_INS_OUT)
+    if not sysenter_first:
+        w.uc.hook_add(UC_HOOK_INSN, on_sysenter, None, 1, 0, X.UC_X86_INS_SYSENTER)
+    code = assemble("out 0x80, al\nsysenter\nnop\nnop", org=CODE)
+    w.load(code)
+    w.uc.emu_start(CODE, CODE + len(code) - 1)
+    assert calls == ([True] if sysenter_first else [])
