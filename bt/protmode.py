@@ -28,7 +28,7 @@ from typing import NamedTuple
 from bt.callouts import Kind
 from bt.decoder import decode
 from bt.opcodes import Flow, Sens
-from bt.realmode import MAX_INSNS, MAX_UNIT_BYTES, RealModeTranslator
+from bt.realmode import MAX_INSNS, MAX_UNIT_BYTES, RealModeTranslator, copied_as_is
 from bt.tc import TCFull, Unit
 
 
@@ -105,7 +105,7 @@ class ProtectedModeTranslator(RealModeTranslator):
             linear = (ctx.base + eip) & 0xFFFFFFFF
             raw, pages = self.read_virtual(linear, 15)   # PageFault if nothing is mapped
             insn = decode(raw + bytes(15 - len(raw)), eip, bits)
-            length = insn.length if insn.ok else 1
+            length = insn.length if insn.ok or copied_as_is(insn) else 1
             if length > len(raw):
                 if not out:
                     # The instruction runs into an unmapped page: the fetch faults there.
@@ -120,6 +120,8 @@ class ProtectedModeTranslator(RealModeTranslator):
 
     @staticmethod
     def _ends_pm(insn, ctx: CodeContext) -> bool:
+        if copied_as_is(insn):
+            return False
         if not insn.ok or insn.flow != Flow.NONE:
             return True
         sens = insn.sensitive
@@ -195,6 +197,9 @@ class ProtectedModeTranslator(RealModeTranslator):
 
     def _one_pm(self, em, ctx: CodeContext, ip: int, next_ip: int, insn, raw) -> bool:
         """Emit one guest instruction; True when the unit ends here."""
+        if copied_as_is(insn):
+            em.emit(self._ident(insn, raw))
+            return False
         if not insn.ok:
             self._callout(em, Kind.UD, ctx, ip, next_ip, insn)
             return True

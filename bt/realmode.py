@@ -64,6 +64,21 @@ class _Reencoded:
 # SYSREG instructions after which the unit ends (they may change the mode).
 MODE_CHANGING = {"lmsw", "mov", "lidt"}   # lidt: int n bakes the IVT base in (see _inline_far)
 
+# Instructions the decoder sizes but does not model (MMX, SSE, FXSAVE and
+# friends): harmless to the monitor (no control flow, no privilege, memory
+# operands through ModRM), so they are copied and the emulated CPU (a
+# pentium3, monitor/cpuid.py) runs them or raises #UD itself, as the guest's
+# CPU would.  syscall/sysret, 3DNow! and the three-byte maps stay #UD.
+IDENT_UNSUPPORTED = frozenset({"mmx/sse", "prefetch", "emms", "fxsave-group", "cmpps", "movnti", "pinsrw",
+                               "pextrw", "shufps", "popcnt", "fisttp"})
+STATUS_UNSUPPORTED = 4
+
+
+def copied_as_is(insn) -> bool:
+    """A decoder-unsupported instruction the translators copy (above)."""
+    return not insn.ok and insn.status == STATUS_UNSUPPORTED and insn.mnemonic in IDENT_UNSUPPORTED
+
+
 # Valid in protected mode only: #UD in real mode (SDM: "Real-Address Mode Exceptions").
 REAL_MODE_UD = {"arpl", "sldt", "str", "lldt", "ltr", "verr", "verw", "lar", "lsl"}
 
@@ -137,7 +152,7 @@ class RealModeTranslator:
             linear = self._linear(cs, ip)
             raw = self.read_linear(linear, 15)
             insn = decode(raw, ip, 16)
-            length = insn.length if insn.ok else 1
+            length = insn.length if insn.ok or copied_as_is(insn) else 1
             bios = self._is_bios_callout(insn, linear)
             if bios:
                 length = 3                         # ud2 + the service byte
@@ -150,6 +165,8 @@ class RealModeTranslator:
 
     def _ends(self, insn, bios: bool) -> bool:
         """Does the unit end after this instruction?  (Mirrors what _one emits.)"""
+        if copied_as_is(insn):
+            return False
         if not insn.ok or insn.mnemonic in REAL_MODE_UD:
             return True
         if bios:
@@ -274,6 +291,9 @@ class RealModeTranslator:
 
     def _one(self, em, cs, ip, next_ip, insn, raw, linear, bios=False) -> bool:
         """Emit one guest instruction; True when the unit ends here."""
+        if copied_as_is(insn):
+            em.emit(self._ident(insn, raw))
+            return False
         if not insn.ok or insn.mnemonic in REAL_MODE_UD:
             self._callout(em, Kind.UD, cs, ip, next_ip, insn)
             return True

@@ -64,6 +64,8 @@ class Machine:
 
     def __init__(self, memory_mb: int = 16, native: bool = True, count_instructions: bool = True):
         self.uc = Uc(UC_ARCH_X86, UC_MODE_32)
+        from monitor.cpuid import CPU_MODEL
+        self.uc.ctl_set_cpu_model(CPU_MODEL)     # the part the guest's CPUID describes (monitor/cpuid.py)
         self.memory = PhysicalMemory(self.uc, memory_mb << 20)
         self.abi = abi.DataLayout()             # where monitor data sits in linear space
         mmu_class = _native.NativeMMU if native else SoftMMU
@@ -266,6 +268,16 @@ class Machine:
         from unicorn.x86_const import UC_X86_REG_CR0
         self.uc.reg_write(UC_X86_REG_CR0, 0x11 | (self.vcpu.cr0 & 0x2E))
 
+    def _sync_real_cr4(self) -> None:
+        """The real CR4 carries the guest's TSD, PCE, OSFXSR and OSXMMEXCPT
+        (SSE and rdtsc at CPL 3 then behave as the guest set them up); paging
+        bits stay off (the software MMU does paging)."""
+        from unicorn.x86_const import UC_X86_REG_CR4
+        want = self.vcpu.cr4 & 0x704
+        if want != getattr(self, "_real_cr4", None):
+            self.uc.reg_write(UC_X86_REG_CR4, want)
+            self._real_cr4 = want
+
     def set_real_tr(self, sel: int, base: int, limit: int, typ: int) -> None:
         """The real TR shows the guest's (the real CPU never uses it: U2, U7),
         so str run directly in DE answers the guest's selector."""
@@ -291,6 +303,7 @@ class Machine:
 
     def paging_changed(self, flush: bool = False) -> None:
         v = self.vcpu
+        self._sync_real_cr4()
         self.mmu.set_control(v.cr0, v.cr3, v.cr4)
         if flush:
             self.mmu.flush()

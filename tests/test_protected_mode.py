@@ -327,3 +327,49 @@ def test_a_ring0_guest_owns_the_whole_top_4mib(native):
     assert out == ["00000000", "FFFF0000"]
     assert m.stats["data_window_moves"] == 1 and m.abi.base != 0xFFF00000
     assert not m.window.guest_maps(m.abi.base)
+
+
+SSE = r"""
+body:
+    mov eax, cr4
+    or eax, 0x600
+    mov cr4, eax
+    mov dword [0x600], 0x3f800000      ; 1.0f
+    movss xmm0, [0x600]
+    addss xmm0, xmm0
+    movss [0x604], xmm0
+    mov eax, [0x604]
+    call puthex32
+    call newline
+    mov eax, 1
+    cpuid
+    mov eax, edx
+    call puthex32
+    call newline
+    push dword user
+    call to_ring3
+user:
+    movss xmm1, [0x600]
+    mov eax, 1
+    cpuid
+    mov ebx, edx
+    mov eax, 1
+    int 0x80
+    mov eax, 0
+    int 0x80
+"""
+
+
+@BOTH
+def test_sse_runs_in_bt_and_de_and_cpuid_is_coherent(native):
+    """SSE instructions (which the decoder sizes but does not model) are
+    copied in BT and run by the emulated pentium3; the kernel's CPUID (the
+    monitor's) and the user's (run directly) name the same part, the kernel's
+    without the APIC, MTRR, MCA, PAT, PAE and PSE-36 the monitor does not emulate."""
+    from monitor.cpuid import LEAF1_EDX
+    m, out, status, _ = run_pm(SSE, native=native)
+    assert status == 0, m.stop_reason
+    assert out[0] == "40000000"                               # 1.0f + 1.0f in BT
+    kernel, user = int(out[1], 16), int(out[2].split()[1], 16)
+    assert kernel == LEAF1_EDX and kernel & ~user == 0        # a subset of the real part
+    assert user & (1 << 9) and not kernel & (1 << 9)          # APIC: the part has one, the kernel never sees it
