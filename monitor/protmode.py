@@ -38,6 +38,12 @@ IF_BIT, TF_BIT, DF_BIT, IOPL_MASK, NT_BIT, RF_BIT, VM_BIT, AC_BIT, ID_BIT = (
     0x200, 0x100, 0x400, 0x3000, 0x4000, 0x10000, 0x20000, 0x40000, 0x200000)
 STATUS_FLAGS = 0x8D5 | DF_BIT | TF_BIT          # CF PF AF ZF SF OF, DF, TF
 MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_SYSENTER_EIP, MSR_TSC = 0x174, 0x175, 0x176, 0x10
+# Model-specific registers a Pentium III has that the monitor answers with
+# fixed values (reads) and ignores (writes): platform ID, microcode revision
+# (Linux writes 0 then reads it back), L2 control.  Any other MSR is #GP, as
+# on hardware for one the part does not have (the APIC, MTRR, MCA and PAT
+# MSRs are hidden with their CPUID bits, monitor/cpuid.py).
+MSR_FIXED = {0x17: 0, 0x8B: 0, 0x11E: 0}
 VEC_DE, VEC_DB, VEC_BP, VEC_OF, VEC_UD, VEC_TS, VEC_NP, VEC_SS, VEC_GP, VEC_PF = 0, 1, 3, 4, 6, 10, 11, 12, 13, 14
 GPR_NAMES = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 
@@ -662,13 +668,15 @@ class ProtectedModeOps:
                 v.msr[index] = value & 0xFFFFFFFF
             elif index == MSR_TSC:
                 v.msr[index] = value
-            else:
+            elif index not in MSR_FIXED:
                 raise gp(0)
             return rec.next_ip
         if index in (MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_SYSENTER_EIP):
             value = v.msr.get(index, 0)
         elif index == MSR_TSC:
             value = self.m.tsc()
+        elif index in MSR_FIXED:
+            value = MSR_FIXED[index]
         else:
             raise gp(0)
         regs[EAX], regs[EDX] = value & 0xFFFFFFFF, value >> 32
