@@ -7,6 +7,11 @@ A block hook over the guest part of the address space (below the TC) sees
 every translated block the real CPU runs in DE; the number of instructions of
 a block is asked from Python once per (address, size) and then kept in a
 C hash table, so the hook itself never takes the GIL on the fast path.
+The same hook over the TC counts the guest instructions BT runs (the
+machine's count_fn maps a TC block to the guest instructions it translates):
+`count_fn(address, size)` returns the count (bits 0-23), optionally flagged
+MARK (bit 24: count the block, e.g. a landing pad) and ALT (bit 25: add to
+the second accumulator, e.g. protected-mode code).
 
 BT code lives in the TC, outside the hook's range, and pays nothing: Unicorn
 emits no hook call for blocks outside a hook's [begin, end] range.
@@ -22,6 +27,10 @@ cdef extern from "unicorn/unicorn.h" nogil:
     int UC_HOOK_BLOCK
 
 DEF TABLE_BITS = 16
+DEF COUNT_MASK = 0xFFFFFF
+DEF MARK = 0x1000000
+DEF ALT = 0x2000000
+DEF VALID = 0x80000000
 DEF TABLE_SIZE = 1 << TABLE_BITS
 
 cdef struct Slot:
@@ -32,6 +41,8 @@ cdef struct Slot:
 cdef struct BlockCore:
     Slot *table
     uint64_t instructions
+    uint64_t alt_instructions    # counts flagged ALT (bit 25)
+    uint64_t marks               # blocks flagged MARK (bit 24)
     uint64_t blocks
     uint64_t misses
     int enabled
@@ -41,10 +52,10 @@ cdef struct BlockCore:
 cdef uint32_t _ask(BlockCore *c, uint64_t address, uint32_t size) noexcept with gil:
     cdef BlockCounter owner = <BlockCounter>c.owner
     try:
-        return max(1, int(owner.count_fn(address, size)))
+        return (int(owner.count_fn(address, size)) & 0x7FFFFFFF) | VALID
     except BaseException as exc:
         owner.pending_error = exc
-        return 1
+        return 1 | VALID
 
 
 cdef void _on_block(uc_engine *uc, uint64_t address, uint32_t size, void *user) noexcept nogil:
@@ -61,7 +72,12 @@ cdef void _on_block(uc_engine *uc, uint64_t address, uint32_t size, void *user) 
         s.address = address
         s.size = size
         s.count = _ask(c, address, size)
-    c.instructions += s.count
+    if s.count & ALT:
+        c.alt_instructions += s.count & COUNT_MASK
+    else:
+        c.instructions += s.count & COUNT_MASK
+    if s.count & MARK:
+        c.marks += 1
 
 
 cdef class BlockCounter:
@@ -107,7 +123,16 @@ cdef class BlockCounter:
 
     @property
     def instructions(self):
+        """Instructions of blocks not flagged ALT (see count_fn)."""
         return self.core.instructions
+
+    @property
+    def alt_instructions(self):
+        return self.core.alt_instructions
+
+    @property
+    def marks(self):
+        return self.core.marks
 
     @property
     def blocks(self):

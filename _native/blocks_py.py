@@ -14,6 +14,8 @@ class BlockCounter:
         self._enabled = False
         self._cache: dict[tuple[int, int], int] = {}
         self.instructions = 0
+        self.alt_instructions = 0
+        self.marks = 0
         self.blocks = 0
         self.misses = 0
         self._hook = uc.hook_add(UC_HOOK_BLOCK, self._on_block, None, begin, end)
@@ -26,9 +28,14 @@ class BlockCounter:
         n = self._cache.get(key)
         if n is None:
             self.misses += 1
-            n = max(1, int(self.count_fn(address, size)))
+            n = int(self.count_fn(address, size))
             self._cache[key] = n
-        self.instructions += n
+        if n & 0x2000000:
+            self.alt_instructions += n & 0xFFFFFF
+        else:
+            self.instructions += n & 0xFFFFFF
+        if n & 0x1000000:
+            self.marks += 1
 
     def enable(self, on: bool) -> None:
         self._enabled = bool(on)

@@ -17,7 +17,7 @@ from monitor.memory import DATA_LINEAR, MONITOR_LINEAR
 #            the monitor's own descriptors in its top 32 entries (MON_GDT_INDEX)
 #   0x11000  the shadow LDT (8192 entries)
 #   0x21000  the monitor's stack page (world-switch frames)
-#   0x22000  LOOKUP (indirect branches), then the execution counters
+#   0x22000  LOOKUP (indirect branches); the rest is free
 DATA_SIZE = 0x100000
 DATA_FRAME_OFFSET = DATA_LINEAR - MONITOR_LINEAR    # where the window's frames start in memory.monitor
 GDT_ENTRIES = 8192
@@ -54,9 +54,7 @@ class DataLayout:
         # Indirect-branch lookup: one u32 per 16-bit guest IP, the TC address of
         # a landing pad for that IP (which checks the guest CS) or of the miss callout.
         self.LOOKUP_LINEAR = base + 0x22000
-        # Per-unit execution counters (u32 each), for "guest instructions run in BT".
-        self.COUNTERS_LINEAR = self.LOOKUP_LINEAR + 4 * LOOKUP_ENTRIES
-        self.COUNTERS_SIZE = base + DATA_SIZE - self.COUNTERS_LINEAR
+
 
     def offset(self, linear: int) -> int:
         """Offset of a monitor-data address in memory.monitor (the frames never move)."""
@@ -100,7 +98,7 @@ VSEG, SCRATCH_FS, CS_SLOT_SEL = DEFAULT.VSEG, DEFAULT.SCRATCH_FS, DEFAULT.CS_SLO
 SCRATCH_EAX, SCRATCH_ECX, SLOT_SELS = DEFAULT.SCRATCH_EAX, DEFAULT.SCRATCH_ECX, DEFAULT.SLOT_SELS
 SCRATCH_IP, REENTRY_TARGET, DE_ESP = DEFAULT.SCRATCH_IP, DEFAULT.REENTRY_TARGET, DEFAULT.DE_ESP
 REAL_SELS, MON_SS_SEL = DEFAULT.REAL_SELS, DEFAULT.MON_SS_SEL
-LOOKUP_LINEAR, COUNTERS_LINEAR, COUNTERS_SIZE = DEFAULT.LOOKUP_LINEAR, DEFAULT.COUNTERS_LINEAR, DEFAULT.COUNTERS_SIZE
+LOOKUP_LINEAR = DEFAULT.LOOKUP_LINEAR
 slot_descriptor = DEFAULT.slot_descriptor
 
 # A callout in translated code: int3 followed by the record index (u32).

@@ -39,10 +39,9 @@ def save_eax(layout=abi.DEFAULT) -> bytes:
     return b"\x2e\xa3" + _abs32(layout.SCRATCH_EAX)          # mov cs:[SCRATCH_EAX], eax
 
 
-def pad_code(pad_addr: int, expected_cs: int, unit_addr: int, miss_addr: int, counter: int = -1,
-             layout=abi.DEFAULT) -> bytes:
-    """A landing pad; with a counter (u32 in monitor data) it counts its hits
-    flag-free: mov ecx, cs:[ctr]; lea ecx, [ecx+1]; mov cs:[ctr], ecx."""
+def pad_code(pad_addr: int, expected_cs: int, unit_addr: int, miss_addr: int, layout=abi.DEFAULT) -> bytes:
+    """A landing pad (module docstring); its hits are counted by the machine's
+    TC block counter at PAD_HIT_OFFSET."""
     save_ecx = b"\x2e\x89\x0d" + _abs32(layout.SCRATCH_ECX)
     load_cs = b"\x2e\x0f\xb7\x0d" + _abs32(layout.VSEG + 2)
     compare = b"\x8d\x89" + struct.pack("<i", -expected_cs)
@@ -52,15 +51,15 @@ def pad_code(pad_addr: int, expected_cs: int, unit_addr: int, miss_addr: int, co
     miss_path_len = len(restore_ecx) + 5
     code = bytearray(head + b"\xe3" + bytes([miss_path_len]) + restore_ecx)
     code += b"\xe9" + struct.pack("<i", miss_addr - (pad_addr + len(code) + 5))
-    if counter >= 0:       # ECX is saved already: mov ecx, [ctr]; lea ecx, [ecx+1]; mov [ctr], ecx
-        code += (b"\x2e\x8b\x0d" + _abs32(counter) + b"\x8d\x49\x01"
-                 + b"\x2e\x89\x0d" + _abs32(counter))
     code += restore_ecx + restore_eax
     code += b"\xe9" + struct.pack("<i", unit_addr - (pad_addr + len(code) + 5))
     return bytes(code)
 
 
-PAD_SIZE = len(pad_code(0, 0, 0, 0, counter=0))
+PAD_SIZE = len(pad_code(0, 0, 0, 0))
+# Offset of a pad's hit path (after its last check): the block the machine's
+# TC block counter counts as a lookup hit (no counter code in the pads).
+PAD_HIT_OFFSET = PAD_SIZE - 5 - 6 - 7
 
 
 # -- protected mode: 32-bit targets ---------------------------------------------------
@@ -92,7 +91,7 @@ def pm_miss_code(layout=abi.DEFAULT) -> bytes:
 
 
 def pm_pad_code(pad_addr: int, expected_cs: int, expected_eip: int, unit_addr: int, miss_addr: int,
-                counter: int = -1, layout=abi.DEFAULT) -> bytes:
+                layout=abi.DEFAULT) -> bytes:
     code = bytearray()
 
     def jmp_to(target: int) -> bytes:
@@ -105,28 +104,24 @@ def pm_pad_code(pad_addr: int, expected_cs: int, expected_eip: int, unit_addr: i
     code += b"\x8d\x89" + struct.pack("<i", -expected_cs)                        # lea ecx, [ecx - cs]
     code += b"\xe3\x05"
     code += jmp_to(miss_addr)
-    if counter >= 0:
-        code += (b"\x2e\x8b\x0d" + _abs32(counter) + b"\x8d\x49\x01" + b"\x2e\x89\x0d" + _abs32(counter))
     code += b"\x2e\x8b\x0d" + _abs32(layout.SCRATCH_ECX) + b"\x2e\xa1" + _abs32(layout.SCRATCH_EAX)
     code += jmp_to(unit_addr)
     return bytes(code)
 
 
-PM_PAD_SIZE = len(pm_pad_code(0, 0, 0, 0, 0, counter=0))
+PM_PAD_SIZE = len(pm_pad_code(0, 0, 0, 0, 0))
+PM_PAD_HIT_OFFSET = PM_PAD_SIZE - 5 - 6 - 7
 
 
 class IndirectLookup:
     """The LOOKUP table and the landing pads (one TC generation at a time)."""
 
-    def __init__(self, memory_view, counters=None, layout=abi.DEFAULT):
+    def __init__(self, memory_view, layout=abi.DEFAULT):
         self.view = memory_view
-        self.counters = counters           # CounterPool: one hit counter per pad, or None
         self.layout = layout
         self.base = layout.offset(layout.LOOKUP_LINEAR)   # the frames never move
         self.miss_addr = 0
         self.pads: dict[tuple[int, int], tuple[int, int]] = {}     # (cs, ip) -> (pad address, unit tc_start)
-        self.pad_counters: list[int] = []                          # hit counters of this generation
-        self.retired_hits = 0                                      # hits counted by flushed generations
         self.by_unit: dict[int, list[tuple[int, int]]] = {}        # unit tc_start -> [(cs, ip)]
         self.misses = 0
 
@@ -136,18 +131,6 @@ class IndirectLookup:
         self.view[self.base:self.base + 4 * abi.LOOKUP_ENTRIES] = _abs32(miss_addr) * abi.LOOKUP_ENTRIES
         self.pads.clear()
         self.by_unit.clear()
-        self.pad_counters.clear()
-
-    def retire_generation(self) -> None:
-        """Before a TC flush: keep the hits counted so far (the counters are freed)."""
-        self.retired_hits = self.hits()
-        self.pad_counters.clear()
-
-    def hits(self) -> int:
-        """Lookups that stayed in the TC (landing-pad entries)."""
-        if self.counters is None:
-            return 0
-        return self.retired_hits + sum(self.counters.read(c) for c in self.pad_counters)
 
     def entry(self, ip: int) -> int:
         return struct.unpack_from("<I", self.view, self.base + 4 * (ip & 0xFFFF))[0]
@@ -162,11 +145,7 @@ class IndirectLookup:
             if tc.room() < PAD_SIZE:
                 return 0
             pad = tc.top
-            counter = -1
-            if self.counters is not None:
-                counter = self.counters.allocate()
-                self.pad_counters.append(counter)
-            code = pad_code(pad, cs, unit.tc_start, self.miss_addr, counter, self.layout)
+            code = pad_code(pad, cs, unit.tc_start, self.miss_addr, self.layout)
             tc.write_fresh(pad, code)
             tc.top += len(code)
             self.pads[(cs, ip)] = (pad, unit.tc_start)
@@ -184,11 +163,7 @@ class IndirectLookup:
             if tc.room() < PM_PAD_SIZE:
                 return 0
             pad = tc.top
-            counter = -1
-            if self.counters is not None:
-                counter = self.counters.allocate()
-                self.pad_counters.append(counter)
-            code = pm_pad_code(pad, cs, eip, unit.tc_start, miss_addr, counter, self.layout)
+            code = pm_pad_code(pad, cs, eip, unit.tc_start, miss_addr, self.layout)
             tc.write_fresh(pad, code)
             tc.top += len(code)
             self.pads[key] = (pad, unit.tc_start)

@@ -68,9 +68,9 @@ class ProtectedModeTranslator(RealModeTranslator):
     guest code, as many bytes as are mapped (possibly fewer than asked);
     it raises the MMU's PageFault when not even the first byte is mapped."""
 
-    def __init__(self, tc, callouts, read_virtual, trace_page, counters=None,
+    def __init__(self, tc, callouts, read_virtual, trace_page,
                  is_checked=lambda pfn: False, layout=None, interrupt_shadow=None):
-        super().__init__(tc, callouts, None, trace_page, counters=counters, is_checked=is_checked,
+        super().__init__(tc, callouts, None, trace_page, is_checked=is_checked,
                          layout=layout, interrupt_shadow=interrupt_shadow)
         self.read_virtual = read_virtual
         self.dispatch = 0          # this TC generation's PM lookup dispatch stub (machine.py sets it)
@@ -141,7 +141,6 @@ class ProtectedModeTranslator(RealModeTranslator):
         checked = any(self.is_checked(p) for p in pages)
         em = self._new_emitter()
         self._eax_scratch = []
-        counter = self._emit_counter(em)
         fixups = self._emit_check(em, plan[0][4], guest_len) if checked else []
         insn_map: list[tuple[int, int]] = []
         ended = False
@@ -153,7 +152,7 @@ class ProtectedModeTranslator(RealModeTranslator):
             self._stub(em, ctx, plan[-1][1])
         if fixups:
             self._emit_stale_path(em, ctx, plan[0][0], fixups)
-        unit = self._commit(em, key, guest_len, pages, insn_map, len(plan), counter, checked)
+        unit = self._commit(em, key, guest_len, pages, insn_map, len(plan), checked)
         unit.eax_scratch = tuple(self._eax_scratch)
         return unit
 

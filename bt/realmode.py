@@ -115,7 +115,7 @@ class RealModeTranslator:
     """Translates (cs, ip) of 16-bit real-mode code into TC units."""
 
     def __init__(self, tc: TranslationCache, callouts: CalloutTable, read_linear, trace_page,
-                 counters=None, a20_mask=lambda: 0xFFFFFFFF, is_checked=lambda pfn: False,
+                 a20_mask=lambda: 0xFFFFFFFF, is_checked=lambda pfn: False,
                  ivt_base=lambda: 0, layout=None, interrupt_shadow=None):
         self.abi = layout or abi.DEFAULT     # monitor-data addresses (bt/abi.py DataLayout)
         # (cs, ip) right after sti / mov ss / pop ss: no interrupt is taken there
@@ -124,7 +124,6 @@ class RealModeTranslator:
         self.callouts = callouts
         self.read_linear = read_linear     # (linear, size) -> bytes of guest code
         self.trace_page = trace_page       # (pfn) -> None: write-protect a code page
-        self.counters = counters           # CounterPool or None (no execution counting)
         self.a20_mask = a20_mask
         self.is_checked = is_checked       # (pfn) -> True: validate units of that page at entry
         self.ivt_base = ivt_base           # () -> the real-mode IVT base (IDTR), baked into int n
@@ -183,7 +182,6 @@ class RealModeTranslator:
         pages = sorted({p[4] >> 12 for p in plan} | {(p[4] + ((p[1] - p[0]) & 0xFFFF) - 1) >> 12 for p in plan})
         checked = any(self.is_checked(p) for p in pages)
         em = self._new_emitter()
-        counter = self._emit_counter(em)
         fixups = self._emit_check(em, first_linear, guest_len) if checked else []
         insn_map: list[tuple[int, int]] = []
         ended = False
@@ -195,7 +193,7 @@ class RealModeTranslator:
             self._stub(em, cs, plan[-1][1])         # fall through into the next unit
         if fixups:
             self._emit_stale_path(em, cs, plan[0][0], fixups)
-        return self._commit(em, key, guest_len, tuple(pages), insn_map, len(plan), counter, checked)
+        return self._commit(em, key, guest_len, tuple(pages), insn_map, len(plan), checked)
 
     # -- pieces shared with the protected-mode translator (bt/protmode.py) ----------
 
@@ -210,15 +208,6 @@ class RealModeTranslator:
     def _new_emitter(self) -> Emitter:
         return Emitter(self.tc.top)
 
-    def _emit_counter(self, em: Emitter) -> int:
-        if self.counters is None:
-            return -1
-        from monitor.counters import increment
-
-        counter = self.counters.allocate()
-        em.emit(increment(counter, self.abi))          # flag-free u32 increment (monitor/counters.py)
-        return counter
-
     def _emit_stale_path(self, em: Emitter, cs, ip: int, fixups: list[int]) -> None:
         """The check's mismatch path: restore ECX, then the STALE callout."""
         stale = em.emit(b"\x2e\x8b\x0d" + _abs32(self.abi.SCRATCH_ECX))
@@ -227,11 +216,11 @@ class RealModeTranslator:
             struct.pack_into("<i", em.code, at - em.start, stale - (at + 4))
 
     def _commit(self, em: Emitter, key, guest_len: int, pages: tuple, insn_map, n_insns: int,
-                counter: int, checked: bool) -> Unit:
+                checked: bool) -> Unit:
         if len(em.code) > self.tc.room():
             raise TCFull()
         unit = Unit(key=key, tc_start=em.start, tc_end=em.here, guest_len=guest_len,
-                    pages=tuple(pages), insn_map=insn_map, n_insns=n_insns, counter=counter)
+                    pages=tuple(pages), insn_map=insn_map, n_insns=n_insns)
         unit.checked = checked
         self.tc.write_fresh(em.start, bytes(em.code))
         self.tc.top = em.here

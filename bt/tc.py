@@ -34,7 +34,6 @@ class Unit:
     pages: tuple[int, ...]        # guest physical page numbers it came from
     insn_map: list[tuple[int, int]] = field(default_factory=list)  # (tc address, guest ip) per guest instruction
     n_insns: int = 0              # guest instructions in the unit
-    counter: int = -1             # offset of its execution counter in monitor data (-1: none)
     valid: bool = True
     checked: bool = False         # validates its guest bytes on entry (page not write-protected)
     eax_scratch: tuple = ()       # TC ranges where EAX holds a branch target (guest EAX in SCRATCH_EAX)

@@ -130,8 +130,8 @@ def format_results(r: dict) -> str:
                      f"{m['ratio_uncounted']:>11.3f}")
     lines.append("ratio = bare Unicorn's time per iteration / hybrid86's (1.0 = no overhead); "
                  "bare = the same image on Unicorn with no monitor (ring-0 image for ring 0 and ring 3); "
-                 "uncounted = the ratio without instruction counting (per-unit counters in BT, the "
-                 "block hook in DE), which the statistics need")
+                 "uncounted = the ratio without instruction counting (the block hooks over guest code "
+                 "and the TC), which the statistics need")
     for name, m in r["modes"].items():
         top = sorted(m["callouts"].items(), key=lambda kv: -kv[1])[:5]
         lines.append(f"  {name}: DE {m['de_instructions']:,} insns, BT {m['bt_instructions']:,} insns, "

@@ -31,14 +31,13 @@ import _native
 from bt import abi
 from bt.callouts import Callout, CalloutTable, Kind
 from bt.opcodes import Sens
-from bt.lookup import IndirectLookup
+from bt.lookup import PAD_HIT_OFFSET, PM_PAD_HIT_OFFSET, IndirectLookup
 from bt.protmode import CodeContext, ProtectedModeTranslator
 from bt.realmode import RealModeTranslator
 from bt.tc import TCFull, TranslationCache
 from devices.base import PortBus
 from devices.clock import VirtualClock
 from monitor import descriptors as D
-from monitor.counters import CounterPool
 from bt.decoder import decode
 from monitor.faultaddr import accesses, fault_address
 from monitor.guestmem import GuestMemory, VirtualMemory
@@ -90,33 +89,37 @@ class Machine:
         self.interrupt_shadow: set = set()     # (cs, ip) right after sti / mov ss / pop ss (bt/realmode.py)
         self.shadow_skips = 0
         self.callouts = CalloutTable()
-        self.counters = CounterPool(self.memory.monitor, self.abi) if count_instructions else None
         self.translator = RealModeTranslator(
             self.tc, self.callouts, self.guestmem.read, self.mmu.trace_page,
-            counters=self.counters, a20_mask=lambda: self.mmu.a20_mask,
+            a20_mask=lambda: self.mmu.a20_mask,
             is_checked=self.checked_pages.__contains__, ivt_base=lambda: self.vcpu.idtr[0], layout=self.abi,
             interrupt_shadow=self.interrupt_shadow)
         self.ops = RealModeOps(self)
         self.vmem = VirtualMemory(self.guestmem, self.mmu)
         self.pm_translator = ProtectedModeTranslator(
             self.tc, self.callouts, self._read_code, self.mmu.trace_page,
-            counters=self.counters, is_checked=self.checked_pages.__contains__, layout=self.abi,
+            is_checked=self.checked_pages.__contains__, layout=self.abi,
             interrupt_shadow=self.interrupt_shadow)
         self.pm_ops = ProtectedModeOps(self)
         self.world = World.BT               # which world the real CPU is in
-        self.de_counter = None
+        self.de_counter = self.bt_counter = None
+        self.pad_addresses: set[int] = set()
         if count_instructions:
-            # Instructions run in DE: a block hook over guest addresses (the TC is outside it).
+            # Instructions run in DE: a block hook over guest addresses; in BT:
+            # the same over the TC, each block mapped to the guest instructions
+            # it translates (_count_tc_block).  No counting code in the TC.
             counter_class = _native.BlockCounter if native else _native.PyBlockCounter
             self.de_counter = counter_class(self.uc, 0, TC_LINEAR - 1, self._count_block)
             self.de_counter.enable(True)
+            self.bt_counter = counter_class(self.uc, TC_LINEAR, TC_ALLOC_END - 1, self._count_tc_block)
+            self.bt_counter.enable(True)
         self.de_pending = None              # an event to deliver when a run starts at WS_TRAP
         self.force_bt = False               # the next guest_target translates even where DE is allowed
         self.short_slice = False            # an interrupt waits out an sti/mov ss shadow: look again soon
         self.io_trap = None                 # (saved context, event) of a DE block being unwound
         self.step_count = 0                 # run only this many instructions next time...
         self.after_step = None              # ...then call this (page-table watch, DE crossing fetch)
-        self.lookup = IndirectLookup(self.memory.monitor, self.counters, self.abi)
+        self.lookup = IndirectLookup(self.memory.monitor, self.abi)
         self.pic = None                     # the interrupt controller (monitor/pc.py attaches it)
         self.bios = None                    # set by the PC builder
         self.stats = collections.Counter()  # callouts by kind, interrupts, ...
@@ -225,6 +228,29 @@ class Machine:
     def current_cs(self):
         """What units are keyed on: the CS value in real mode, the code context in protected mode."""
         return self.code_context() if self.vcpu.pe else self.seg_value(CS)
+
+    def _count_tc_block(self, address: int, size: int) -> int:
+        """Guest instructions whose translation starts in TC block [address,
+        address+size), flagged ALT for protected-mode units and MARK for a
+        landing pad (a lookup hit)."""
+        if address in self.pad_addresses:
+            return 0x1000000
+        units = self.tc.all_units
+        lo, hi = 0, len(units)
+        while lo < hi:                           # first unit ending after `address`
+            mid = (lo + hi) // 2
+            if units[mid].tc_end <= address:
+                lo = mid + 1
+            else:
+                hi = mid
+        end = address + size
+        n, pm = 0, False
+        for unit in units[lo:]:
+            if unit.tc_start >= end:
+                break
+            pm = pm or unit.key[0] == "pm"
+            n += sum(1 for a, _ in unit.insn_map if address <= a < end)
+        return n | (0x2000000 if pm else 0)
 
     def _count_block(self, address: int, size: int) -> int:
         """Guest instructions in a block the real CPU ran in DE (asked once per block)."""
@@ -482,10 +508,10 @@ class Machine:
         """Drop the whole TC (it is full, the guest moved its IVT, or the data
         window moves: `before_new_generation` runs before the shared code is
         emitted again), keeping the counts."""
-        self.lookup.retire_generation()
-        if self.counters is not None:
-            self.counters.fold_and_reset(self.tc.all_units)
         self.tc.flush()
+        if self.bt_counter is not None:
+            self.bt_counter.forget()             # new code at the same TC addresses
+        self.pad_addresses.clear()
         self.incoming.clear()
         self.callouts.clear()
         if before_new_generation is not None:
@@ -790,7 +816,9 @@ class Machine:
         cs = self.seg_value(CS)
         unit = self._unit_for(cs, ip)
         self.lookup.misses += 1
-        self.lookup.install(self.tc, cs, ip, unit)
+        pad = self.lookup.install(self.tc, cs, ip, unit)
+        if pad:
+            self.pad_addresses.add(pad + PAD_HIT_OFFSET)
         regs[EIP] = unit.tc_start
         return self._continue(regs, ip)
 
@@ -805,7 +833,9 @@ class Machine:
             regs[EIP] = self.guest_target(regs, self._fault_at(regs, GuestFault(14, pf.error_code, pf.linear), eip))
             return self._continue(regs, None)
         self.lookup.misses += 1
-        self.lookup.install_pm(self.tc, ctx.selector, eip, unit, self.pm_miss)
+        pad = self.lookup.install_pm(self.tc, ctx.selector, eip, unit, self.pm_miss)
+        if pad:
+            self.pad_addresses.add(pad + PM_PAD_HIT_OFFSET)
         regs[EIP] = unit.tc_start
         return self._continue(regs, eip)
 
@@ -909,7 +939,6 @@ class Machine:
     def run(self, timeout_s: float | None = None) -> str:
         """Run until the guest stops the machine, a VM stop, or the timeout."""
         start = time.monotonic()
-        last_fold = start
         epoch_ns = time.monotonic_ns() - self.clock.now_ns
         while self.stop_reason is None:
             if self.on_poll is not None:
@@ -979,9 +1008,6 @@ class Machine:
             if self.window.recheck and self.step_count == 0:
                 self.window.recheck = False
                 self.step_count, self.after_step = 1, self.window.check   # let the write land first
-            if self.counters is not None and time.monotonic() - last_fold > 1.0:
-                self.counters.fold()             # u32 counters never get near wrapping
-                last_fold = time.monotonic()
             if (self.world is World.BT and not self.vcpu.halted and self.pic is not None
                     and self.pic.has_interrupt() and self.guest_if()):
                 guest_ip = self.guest_ip_at(self.eip)
@@ -1175,10 +1201,11 @@ class Machine:
 
     def statistics(self) -> dict:
         tc = self.tc.stats
+        bt = self.bt_counter
         out = {
-            "bt_instructions": self.counters.executed(self.tc.all_units) if self.counters else None,
-            "bt_instructions_real_mode": self.counters.executed_by(self.tc.all_units).get("real", 0) if self.counters else None,
-            "bt_instructions_protected": self.counters.executed_by(self.tc.all_units).get("pm", 0) if self.counters else None,
+            "bt_instructions": (bt.instructions + bt.alt_instructions) if bt else None,
+            "bt_instructions_real_mode": bt.instructions if bt else None,
+            "bt_instructions_protected": bt.alt_instructions if bt else None,
             "de_instructions": self.de_counter.instructions if self.de_counter else None,
             "de_blocks": self.de_counter.blocks if self.de_counter else None,
             "world_switches": self.worlds.switches,
@@ -1188,7 +1215,7 @@ class Machine:
             "tc_bytes": tc.bytes,
             "tc_flushes": tc.flushes,
             "chain_patches": tc.chain_patches,
-            "lookup_hits": self.lookup.hits() if self.counters else None,
+            "lookup_hits": bt.marks if bt else None,
             "lookup_misses": self.lookup.misses,
             "landing_pads": len(self.lookup.pads),
             "interrupt_shadow_waits": self.shadow_skips,

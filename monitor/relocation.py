@@ -4,7 +4,7 @@ The monitor region is the top 4 MiB of linear space, as in VMware's monitor.
 Its first 3 MiB, the TC, cost the guest nothing: the software TLB maps them
 fetch-only onto the TC in BT, and every data access there reaches the guest's
 own memory (docs/mmu.md).  The last 1 MiB, monitor data (shadow GDT, virtual
-state, lookup table, counters), is read and written by translated code with
+state, lookup table), is read and written by translated code with
 ordinary data accesses, which the TLB cannot tell from the guest's.  So the
 monitor keeps that window on linear pages the guest does not map:
 
