@@ -19,7 +19,7 @@ emits no hook call for blocks outside a hook's [begin, end] range.
 
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
-from _native.uc_api cimport uc_engine, uc_hook, uc_err, uc_hook_add, uc_hook_del, UC_ERR_OK
+from _native.uc_api cimport uc_engine, uc_hook, uc_err, uc_hook_add, uc_hook_del, uc_emu_stop, UC_ERR_OK
 
 from unicorn import UcError
 
@@ -46,6 +46,7 @@ cdef struct BlockCore:
     uint64_t blocks
     uint64_t misses
     int enabled
+    int stop_pending             # set from any thread; the hook stops the run (U29)
     void *owner
 
 
@@ -62,6 +63,13 @@ cdef void _on_block(uc_engine *uc, uint64_t address, uint32_t size, void *user) 
     cdef BlockCore *c = <BlockCore *>user
     cdef uint64_t h
     cdef Slot *s
+    if c.stop_pending:
+        # A stop asked for by the run loop's slice timer, made here, at a block
+        # start inside the CPU's thread: the EIP the run then reports is exact.
+        # (A stop from another thread, Unicorn's own timeout included, can
+        # report the start of a block part of which has run: U29.)
+        c.stop_pending = 0
+        uc_emu_stop(uc)
     if not c.enabled:
         return
     c.blocks += 1
@@ -114,6 +122,10 @@ cdef class BlockCounter:
 
     def enable(self, bint on):
         self.core.enabled = 1 if on else 0
+
+    def request_stop(self, bint on=True):
+        """Ask the hook to stop the run at the next block it sees (any thread)."""
+        self.core.stop_pending = 1 if on else 0
 
     def forget(self):
         """Drop every cached count (the guest's code changed)."""

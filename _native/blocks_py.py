@@ -12,6 +12,7 @@ class BlockCounter:
         self.count_fn = count_fn
         self.pending_error = None
         self._enabled = False
+        self._stop = False
         self._cache: dict[tuple[int, int], int] = {}
         self.instructions = 0
         self.alt_instructions = 0
@@ -21,6 +22,9 @@ class BlockCounter:
         self._hook = uc.hook_add(UC_HOOK_BLOCK, self._on_block, None, begin, end)
 
     def _on_block(self, uc, address, size, _ud):
+        if self._stop:
+            self._stop = False
+            uc.emu_stop()
         if not self._enabled:
             return
         self.blocks += 1
@@ -39,6 +43,9 @@ class BlockCounter:
 
     def enable(self, on: bool) -> None:
         self._enabled = bool(on)
+
+    def request_stop(self, on: bool = True) -> None:
+        self._stop = bool(on)
 
     def forget(self) -> None:
         self._cache.clear()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
 
 from unicorn import UC_ARCH_X86, UC_ERR_EXCEPTION, UC_ERR_INSN_INVALID, UC_MODE_32, Uc, UcError
@@ -102,17 +103,21 @@ class Machine:
             interrupt_shadow=self.interrupt_shadow)
         self.pm_ops = ProtectedModeOps(self)
         self.world = World.BT               # which world the real CPU is in
-        self.de_counter = self.bt_counter = None
         self.pad_addresses: set[int] = set()
-        if count_instructions:
-            # Instructions run in DE: a block hook over guest addresses; in BT:
-            # the same over the TC, each block mapped to the guest instructions
-            # it translates (_count_tc_block).  No counting code in the TC.
-            counter_class = _native.BlockCounter if native else _native.PyBlockCounter
-            self.de_counter = counter_class(self.uc, 0, TC_LINEAR - 1, self._count_block)
-            self.de_counter.enable(True)
-            self.bt_counter = counter_class(self.uc, TC_LINEAR, TC_ALLOC_END - 1, self._count_tc_block)
-            self.bt_counter.enable(True)
+        # Block hooks over the whole address space, in C: they count the
+        # instructions run in DE (guest addresses) and in BT (the TC, each block
+        # mapped to the guest instructions it translates: _count_tc_block), and
+        # they end run slices: the run loop's slice timer asks them to stop, so
+        # the stop is made inside the CPU's thread at a block start and the EIP
+        # the run reports is exact (U29: Unicorn's own timeout is not).
+        counter_class = _native.BlockCounter if native else _native.PyBlockCounter
+        self.de_counter = counter_class(self.uc, 0, TC_LINEAR - 1, self._count_block)
+        self.bt_counter = counter_class(self.uc, TC_LINEAR, TC_ALLOC_END - 1, self._count_tc_block)
+        self.stub_blocks = counter_class(self.uc, TC_ALLOC_END, 0xFFFFFFFF, lambda a, s: 0)
+        self.block_hooks = (self.de_counter, self.bt_counter, self.stub_blocks)
+        self.de_counter.enable(count_instructions)
+        self.bt_counter.enable(count_instructions)
+        self.counting = count_instructions
         self.de_pending = None              # an event to deliver when a run starts at WS_TRAP
         self.force_bt = False               # the next guest_target translates even where DE is allowed
         self.short_slice = False            # an interrupt waits out an sti/mov ss shadow: look again soon
@@ -509,8 +514,7 @@ class Machine:
         window moves: `before_new_generation` runs before the shared code is
         emitted again), keeping the counts."""
         self.tc.flush()
-        if self.bt_counter is not None:
-            self.bt_counter.forget()             # new code at the same TC addresses
+        self.bt_counter.forget()                 # new code at the same TC addresses
         self.pad_addresses.clear()
         self.incoming.clear()
         self.callouts.clear()
@@ -978,8 +982,10 @@ class Machine:
                     begin = (WS_TRAP - self.vcpu.segs[CS][1].base) & 0xFFFFFFFF   # leave DE at once
             count, self.step_count = self.step_count, 0
             after, self.after_step = self.after_step, None
+            timer = threading.Timer(slice_ns / 1e9, self._end_slice)
+            timer.start()
             try:
-                self.cpu.run(begin, TC_UNTIL, timeout_us=slice_ns // 1000, count=count)
+                self.cpu.run(begin, TC_UNTIL, count=count)
             except UcError as err:
                 if err.errno not in (UC_ERR_EXCEPTION, UC_ERR_INSN_INVALID):
                     raise
@@ -997,6 +1003,10 @@ class Machine:
                     self.mmu.trace_exit = False  # a write trace: resume at the writing instruction
                 else:
                     raise
+            finally:
+                timer.cancel()
+                for hook in self.block_hooks:
+                    hook.request_stop(False)
             if self.io_trap is not None:
                 self._finish_unwind()
             self.eip = self.cpu.read_gprs()[EIP]
@@ -1016,6 +1026,11 @@ class Machine:
                 elif guest_ip is not None:
                     self._take_interrupt(guest_ip)
         return self.stop_reason
+
+    def _end_slice(self) -> None:
+        """The slice timer (another thread): ask the block hooks to stop the run."""
+        for hook in self.block_hooks:
+            hook.request_stop(True)
 
     def _at_boundary(self, action) -> None:
         """Run a monitor action between two runs (the TC may be flushed by it)."""
@@ -1201,13 +1216,15 @@ class Machine:
 
     def statistics(self) -> dict:
         tc = self.tc.stats
-        bt = self.bt_counter
+        bt = self.bt_counter if self.counting else None
+        de = self.de_counter if self.counting else None
         out = {
             "bt_instructions": (bt.instructions + bt.alt_instructions) if bt else None,
             "bt_instructions_real_mode": bt.instructions if bt else None,
             "bt_instructions_protected": bt.alt_instructions if bt else None,
-            "de_instructions": self.de_counter.instructions if self.de_counter else None,
-            "de_blocks": self.de_counter.blocks if self.de_counter else None,
+            # (None when the machine runs with count_instructions=False)
+            "de_instructions": de.instructions if de else None,
+            "de_blocks": de.blocks if de else None,
             "world_switches": self.worlds.switches,
             "data_window": hex(self.abi.base),
             "units_translated": tc.units,

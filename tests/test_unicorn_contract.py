@@ -16,7 +16,7 @@ import sys
 
 import pytest
 from unicorn import (
-    UC_ARCH_X86, UC_ERR_EXCEPTION, UC_MEM_FETCH, UC_HOOK_INSN, UC_HOOK_INTR, UC_HOOK_TLB_FILL,
+    UC_ARCH_X86, UC_ERR_EXCEPTION, UC_MEM_FETCH, UC_HOOK_BLOCK, UC_HOOK_INSN, UC_HOOK_INTR, UC_HOOK_TLB_FILL,
     UC_MODE_16, UC_MODE_32, UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, UC_TLB_VIRTUAL, Uc, UcError,
 )
 from unicorn import x86_const as X
@@ -952,3 +952,48 @@ def test_u28_a_pending_stop_hides_insn_hooks_listed_after_the_first(sysenter_fir
     w.load(code)
     w.uc.emu_start(CODE, CODE + len(code) - 1)
     assert calls == ([True] if sysenter_first else [])
+
+
+def _timed_runs(stop_how: str, runs: int = 200):
+    """A loop over three chained blocks that keeps its own consistency check,
+    run in many short pieces; returns (inc count, add count, mismatch flag)."""
+    import threading
+
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.mem_map(0, 0x100000)
+    code = assemble("L: inc dword [0x5000]\njmp M\nM: add ebx, 1\njmp N\nN: mov ecx, [0x5000]\nsub ecx, ebx\n"
+                    "or [0x5004], ecx\njmp L", org=0x1000)
+    uc.mem_write(0x1000, code)
+    pending = []
+    if stop_how == "block_hook":
+        def blk(uc_, a, s, _):
+            if pending:
+                pending.clear()
+                uc_.emu_stop()
+        uc.hook_add(UC_HOOK_BLOCK, blk)
+    eip = 0x1000
+    for _ in range(runs):
+        if stop_how == "timeout":
+            uc.emu_start(eip, 0xFFFFF, timeout=500)
+        else:
+            t = threading.Timer(0.0005, pending.append if stop_how == "block_hook" else uc.emu_stop, args=(True,) if stop_how == "block_hook" else ())
+            t.start()
+            uc.emu_start(eip, 0xFFFFF)
+            t.join()
+        eip = uc.reg_read(UC_X86_REG_EIP)
+    return (int.from_bytes(uc.mem_read(0x5000, 4), "little"), uc.reg_read(UC_X86_REG_EBX),
+            int.from_bytes(uc.mem_read(0x5004, 4), "little"))
+
+
+@pytest.mark.parametrize("stop_how", ["timeout", "other_thread", "block_hook"])
+def test_u29_an_asynchronous_stop_can_report_the_start_of_a_block_that_ran(stop_how):
+    """A run stopped from outside the CPU's thread (Unicorn's own `timeout`, or
+    emu_stop from another thread) can report EIP at the start of a block part
+    of which already ran: resuming there runs it again (here `inc` outruns
+    `add`).  A stop made by a block hook, when another thread asked for it, is
+    exact.  The machine ends its run slices that way (_native/blocks.pyx)."""
+    incs, adds, mismatch = _timed_runs(stop_how)
+    if stop_how == "block_hook":
+        assert incs == adds and mismatch == 0
+    else:
+        assert incs != adds or mismatch != 0
