@@ -2,7 +2,8 @@
 
 Subcommands:
   info    what this installation is: versions, the extension, calibrated offsets
-  run     boot a guest from a floppy or hard-disk image
+  run     boot a guest from a floppy or hard-disk image, or a Linux kernel
+  guest   build guest images (linux: kernel + busybox initramfs from Debian)
   fuzz    translator-versus-interpreter equivalence campaign
   bench   benchmarks against bare Unicorn and QEMU (not implemented yet)
 
@@ -32,6 +33,8 @@ examples:
   hybrid86 info --json           the same as JSON
   hybrid86 run --fda freedos.img boot FreeDOS in this terminal (Ctrl-] quits)
   hybrid86 run --help            options for booting a guest
+  hybrid86 run --kernel bzImage --initrd initrd.gz --append console=ttyS0 --serial stdio --headless
+  hybrid86 guest linux --out DIR kernel + busybox initramfs from Debian's i386 packages
 
 Documentation: docs/ in the source tree (start with docs/architecture.md)."""
 
@@ -78,7 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fda", metavar="IMG", help="floppy image for drive A: (raw, 160 KiB to 2.88 MiB); "
                      "with no image at all, the built-in demo guest boots (headless, COM1 on stdout, --stats)")
     run.add_argument("--hda", metavar="IMG", help="raw hard-disk image for drive C:")
-    run.add_argument("--memory", metavar="MB", type=int, default=16, help="guest memory in MiB (default 16)")
+    run.add_argument("--memory", metavar="MB", type=int, help="guest memory in MiB (default 16; 128 with --kernel)")
+    run.add_argument("--kernel", metavar="BZIMAGE",
+                     help="boot this Linux kernel directly (x86 boot protocol 2.04+; docs/linux-boot.md): "
+                          "the BIOS runs its POST, then the kernel's real-mode setup code instead of a boot sector; "
+                          "--fda/--hda stay available to the guest")
+    run.add_argument("--initrd", metavar="FILE", help="initial ramdisk for --kernel (loaded as high as RAM allows)")
+    run.add_argument("--append", metavar="CMDLINE", help="kernel command line for --kernel, e.g. 'console=ttyS0'")
     run.add_argument("--boot", choices=("a", "c"), help="boot drive (default: a with --fda, else c)")
     run.add_argument("--writable", action="store_true",
                      help="write guest disk writes to the image files (default: kept in memory, discarded)")
@@ -116,6 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     bench.add_argument("--iterations", type=int, default=200_000,
                        help="modes: workload iterations per run (default 200000)")
+
+    guest = sub.add_parser(
+        "guest",
+        help="build guest images (linux: a kernel and a busybox initramfs from Debian's i386 packages)",
+        description="Build guest images.\n\n"
+                    "  linux   download Debian's linux-image-RELEASE-686-unsigned and busybox-static\n"
+                    "          (i386) with apt-get, and write vmlinuz-RELEASE-686 and\n"
+                    "          initramfs-busybox.cpio.gz (an /init that prints LINUX-BOOT-OK and powers\n"
+                    "          off, or starts a shell with hybrid86.shell on the command line)",
+        epilog="example:\n  hybrid86 guest linux --out guests/linux\n"
+               "  hybrid86 run --kernel guests/linux/vmlinuz-6.1.0-50-686 "
+               "--initrd guests/linux/initramfs-busybox.cpio.gz --append console=ttyS0 --serial stdio --headless",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    guest.add_argument("kind", choices=("linux",), help="which guest")
+    guest.add_argument("--out", metavar="DIR", default=".", help="where to write the images (default: .)")
+    guest.add_argument("--release", metavar="ABI", default="6.1.0-50",
+                       help="Debian kernel ABI name (default 6.1.0-50: linux-image-6.1.0-50-686-unsigned)")
+    guest.add_argument("--init", metavar="FILE", help="your own /init (a #! script or a static ELF binary)")
 
     from monitor.fuzz import cli as fuzz_cli
 
@@ -214,6 +242,22 @@ def cmd_bench_modes(args) -> int:
     return 0
 
 
+def cmd_guest(args) -> int:
+    from monitor.guests.dos import GuestToolError
+    from monitor.linux.guest import build_linux_guest
+
+    try:
+        kernel, initrd = build_linux_guest(args.out, args.release, args.init)
+    except GuestToolError as exc:
+        print(f"hybrid86 guest linux: {exc}", file=sys.stderr)
+        return 2
+    print(kernel)
+    print(initrd)
+    print(f"boot with: hybrid86 run --kernel {kernel} --initrd {initrd} --append console=ttyS0 "
+          f"--serial stdio --headless", file=sys.stderr)
+    return 0
+
+
 def cmd_pending(name: str) -> int:
     print(f"hybrid86 {name}: not implemented yet - {PENDING[name]}.", file=sys.stderr)
     return EXIT_NOT_IMPLEMENTED
@@ -231,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     if args.command == "bench":
         return cmd_bench(args)
+    if args.command == "guest":
+        return cmd_guest(args)
     if args.command == "fuzz":
         from monitor.fuzz import cli as fuzz_cli
 

@@ -59,6 +59,10 @@ class PCConfig:
     debugcon_write: Optional[Callable[[bytes], None]] = None
     native: bool = True
     rtc_start: Optional[datetime] = None
+    # A kernel the BIOS boots instead of a drive (monitor/linux: LinuxBoot),
+    # after POST and on int 19h: called with the BIOS context, it loads guest
+    # RAM and sets the registers (docs/linux-boot.md).
+    linux_boot: Optional[Callable] = None
 
 
 class BiosContextAdapter:
@@ -72,6 +76,7 @@ class BiosContextAdapter:
         self.clock = pc.machine.clock
         self.log = logging.getLogger("hybrid86.bios")
         self.boot_order = pc.boot_order
+        self.direct_boot = pc.config.linux_boot     # replaces the drive boot when set (bios/post.py)
         self.regs = RegisterFile()
         self.key_wait = False
 

@@ -17,6 +17,8 @@ from devices.disk import DiskError, RawImage
 from monitor.pc import PC, PCConfig
 
 EXIT_TIMEOUT = 124
+DEFAULT_MB = 16          # --memory without --kernel
+LINUX_DEFAULT_MB = 128   # --memory with --kernel (QEMU's default; Debian's i386 kernel runs from 16 MiB)
 
 
 class RunError(Exception):
@@ -104,7 +106,16 @@ class Runner:
     def __init__(self, args):
         self.args = args
         self.demo_path = None
-        if not args.fda and not args.hda:
+        kernel = getattr(args, "kernel", None)
+        for option, value in (("--initrd", getattr(args, "initrd", None)), ("--append", getattr(args, "append", None))):
+            if value is not None and kernel is None:
+                raise RunError(f"{option} needs --kernel (a Linux bzImage to boot)")
+        if kernel is not None and args.boot:
+            raise RunError("--boot: with --kernel the kernel is what boots; leave --boot out "
+                           "(--fda/--hda stay available to the guest)")
+        if args.memory is None:
+            args.memory = LINUX_DEFAULT_MB if kernel is not None else DEFAULT_MB
+        if not args.fda and not args.hda and kernel is None:
             if args.boot == "c":
                 raise RunError("--boot c needs a hard-disk image (--hda)")
             self._use_demo(args)
@@ -114,18 +125,27 @@ class Runner:
             raise RunError("--timeout must be a positive number of seconds")
         self.keys = parse_keys(args.keys) if args.keys else []
         boot = args.boot or ("a" if args.fda else "c")
-        if boot == "a" and not args.fda:
+        if kernel is None and boot == "a" and not args.fda:
             raise RunError("--boot a needs a floppy image (--fda)")
-        if boot == "c" and not args.hda:
+        if kernel is None and boot == "c" and not args.hda:
             raise RunError("--boot c needs a hard-disk image (--hda)")
         for path, option, floppy, drive in ((args.fda, "--fda", True, "a"), (args.hda, "--hda", False, "c")):
             if path:
-                check_image(path, option, floppy, boot=(drive == boot))
+                check_image(path, option, floppy, boot=(kernel is None and drive == boot))
+        self.linux = None
+        if kernel is not None:
+            from monitor.linux import LinuxBootError, prepare
+
+            try:
+                self.linux = prepare(kernel, getattr(args, "initrd", None), getattr(args, "append", None),
+                                     args.memory << 20)
+            except LinuxBootError as exc:
+                raise RunError(str(exc)) from exc
         self.serial = Sink(args.serial, "--serial")
         self.debugcon = Sink(args.debugcon, "--debugcon")
         self.pc = PC(PCConfig(memory_mb=args.memory, fda=args.fda, hda=args.hda, boot=boot,
                               writable=args.writable, serial_write=self.serial.write,
-                              debugcon_write=self.debugcon.write))
+                              debugcon_write=self.debugcon.write, linux_boot=self.linux))
         self.expect = args.expect.encode() if args.expect else None
         self.found = False
         self.quit = False

@@ -75,6 +75,9 @@ class BiosContext(Protocol):
     clock: Any                       # devices.clock.VirtualClock
     log: logging.Logger
     boot_order: str                  # drive letters to try, e.g. "ac" ("a"/"b" floppies, "c"/"d" disks)
+    # Optional: ``direct_boot(ctx)``, when present and not None, replaces the
+    # drive boot after POST and on int 19h (a kernel loaded by the monitor,
+    # monitor/linux); it writes guest RAM and sets ``ctx.regs`` itself.
 
     def wait_for_key(self) -> None:
         """int 16h needs a key: idle until an interrupt, then re-execute the callout."""

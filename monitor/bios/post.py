@@ -225,18 +225,29 @@ def boot(ctx, order: str):
     raise NoBootableDevice("no bootable device: " + "; ".join(why))
 
 
+def _bootstrap(ctx) -> None:
+    """Boot the machine: the context's direct-boot hook when it has one (a
+    kernel loaded by the monitor, ``monitor/linux``: it writes guest RAM and
+    sets ``ctx.regs`` itself), else the first bootable drive."""
+    direct = getattr(ctx, "direct_boot", None)
+    if direct is not None:
+        direct(ctx)
+    else:
+        boot(ctx, ctx.boot_order)
+
+
 def post_and_boot(ctx) -> None:
     """Service F0h: POST, then boot in ``ctx.boot_order`` (raises
     ``NoBootableDevice`` to the run loop: a host configuration problem)."""
     post(ctx)
-    boot(ctx, ctx.boot_order)
+    _bootstrap(ctx)
 
 
 def int19(ctx) -> None:
     """Service 19h, the bootstrap loader called by the guest.  On failure the
     stub goes on to int 18h, which tells the user and waits for a key."""
     try:
-        boot(ctx, ctx.boot_order)
+        _bootstrap(ctx)
     except NoBootableDevice as exc:
         once(ctx, f"int 19h: {exc}")
 
