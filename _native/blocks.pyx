@@ -26,7 +26,7 @@ from unicorn import UcError
 cdef extern from "unicorn/unicorn.h" nogil:
     int UC_HOOK_BLOCK
 
-DEF TABLE_BITS = 16
+DEF TABLE_BITS = 18
 DEF COUNT_MASK = 0xFFFFFF
 DEF MARK = 0x1000000
 DEF ALT = 0x2000000

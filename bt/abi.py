@@ -51,6 +51,7 @@ class DataLayout:
         self.DE_ESP = v + 0x4C        # u32: the DE-entry frame's address on the monitor stack
         self.REAL_SELS = v + 0x50     # 6 x u16: what the re-entry stub loads into ES..GS (slot or 0)
         self.MON_SS_SEL = v + 0x5C    # u16: constant SEL_MON_DATA
+        self.VSEG32 = v + 0x60        # 6 x u32: the segment values zero-extended (32-bit push sreg, PM)
         # Indirect-branch lookup: one u32 per 16-bit guest IP, the TC address of
         # a landing pad for that IP (which checks the guest CS) or of the miss callout.
         self.LOOKUP_LINEAR = base + 0x22000

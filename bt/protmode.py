@@ -233,6 +233,15 @@ class ProtectedModeTranslator(RealModeTranslator):
             return True
         sens = insn.sensitive
         if sens == Sens.SEG_READ:
+            push_sreg = {0x06: 0, 0x0E: 1, 0x16: 2, 0x1E: 3} if insn.opmap == 1 else {0xA0: 4, 0xA8: 5}
+            if insn.opcode in push_sreg and insn.opcode != 0x8C and insn.eff_opsize == 32:
+                # 32-bit push sreg: the selector zero-extended (as Unicorn does); CS is known here
+                sreg = push_sreg[insn.opcode]
+                if sreg == 1:
+                    em.emit(b"\x68" + ctx.selector.to_bytes(4, "little"))
+                else:
+                    em.emit(b"\x2e\xff\x35" + (self.abi.VSEG32 + 4 * sreg).to_bytes(4, "little"))
+                return False
             if insn.mod != 3 and insn.opcode == 0x8C:
                 # mov m16, sreg: the store may fault (paging), so no EAX scratch sequence
                 self._callout(em, Kind.SEG_READ, ctx, ip, next_ip, insn)

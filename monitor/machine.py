@@ -104,6 +104,7 @@ class Machine:
         self.pm_ops = ProtectedModeOps(self)
         self.world = World.BT               # which world the real CPU is in
         self.pad_addresses: set[int] = set()
+        self.tc_block_counts: dict[tuple[int, int], int] = {}   # (TC block, size) -> count (this TC generation)
         # Block hooks over the whole address space, in C: they count the
         # instructions run in DE (guest addresses) and in BT (the TC, each block
         # mapped to the guest instructions it translates: _count_tc_block), and
@@ -238,6 +239,9 @@ class Machine:
         """Guest instructions whose translation starts in TC block [address,
         address+size), flagged ALT for protected-mode units and MARK for a
         landing pad (a lookup hit)."""
+        known = self.tc_block_counts.get((address, size))
+        if known is not None:
+            return known
         if address in self.pad_addresses:
             return 0x1000000
         units = self.tc.all_units
@@ -255,7 +259,9 @@ class Machine:
                 break
             pm = pm or unit.key[0] == "pm"
             n += sum(1 for a, _ in unit.insn_map if address <= a < end)
-        return n | (0x2000000 if pm else 0)
+        value = n | (0x2000000 if pm else 0)
+        self.tc_block_counts[(address, size)] = value
+        return value
 
     def _count_block(self, address: int, size: int) -> int:
         """Guest instructions in a block the real CPU ran in DE (asked once per block)."""
@@ -321,6 +327,7 @@ class Machine:
         v.cpl = 0
         for sreg in range(6):
             value = self.seg_value(sreg)
+            self.mirror.seg(sreg, value)              # (VSEG32 too: real-mode loads write VSEG only)
             base = self.mirror.read_base(sreg)
             if sreg == CS:
                 desc = D.code16(base, v.seg_limits[sreg])
@@ -342,7 +349,8 @@ class Machine:
 
     def invlpg(self, linear: int) -> None:
         self.mmu.invlpg(linear)
-        self.window.check()
+        if self.abi.contains(linear & 0xFFFFF000):
+            self.window.check()                   # (other pages cannot bring a mapping into the window)
 
     def tsc(self) -> int:
         return self.clock.now_ns       # a 1 GHz time-stamp counter on virtual time
@@ -515,6 +523,7 @@ class Machine:
         emitted again), keeping the counts."""
         self.tc.flush()
         self.bt_counter.forget()                 # new code at the same TC addresses
+        self.tc_block_counts.clear()
         self.pad_addresses.clear()
         self.incoming.clear()
         self.callouts.clear()

@@ -30,6 +30,10 @@ from monitor.memory import DATA_LINEAR
 from monitor.realmode import VMStop
 
 
+# Bit 0 (P) of each of the 256 page-table entries under the window, as one integer.
+PRESENT_BITS = sum(1 << (32 * i) for i in range(DATA_SIZE >> 12))
+
+
 class DataWindow:
     def __init__(self, machine):
         self.m = machine
@@ -56,8 +60,8 @@ class DataWindow:
         first = (base >> 12) & 0x3FF
         if table + 4096 > self.m.memory.ram_size:
             return False
-        ptes = struct.unpack_from(f"<{DATA_SIZE >> 12}I", self.m.memory.ram, table + 4 * first)
-        return any(p & 1 for p in ptes)
+        raw = bytes(self.m.memory.ram[table + 4 * first:table + 4 * first + 4 * (DATA_SIZE >> 12)])
+        return int.from_bytes(raw, "little") & PRESENT_BITS != 0
 
     def _paging(self) -> bool:
         v = self.m.vcpu

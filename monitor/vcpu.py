@@ -57,6 +57,7 @@ class VirtualStateMirror:
 
     def seg(self, sreg: int, value: int) -> None:
         struct.pack_into("<H", self.view, self._off(self.abi.VSEG) + 2 * sreg, value & 0xFFFF)
+        struct.pack_into("<I", self.view, self._off(self.abi.VSEG32) + 4 * sreg, value & 0xFFFF)
 
     def constants(self) -> None:
         struct.pack_into("<H", self.view, self._off(self.abi.CS_SLOT_SEL), abi.slot_selector(CS))

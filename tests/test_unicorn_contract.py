@@ -994,6 +994,6 @@ def test_u29_an_asynchronous_stop_can_report_the_start_of_a_block_that_ran(stop_
     exact.  The machine ends its run slices that way (_native/blocks.pyx)."""
     incs, adds, mismatch = _timed_runs(stop_how)
     if stop_how == "block_hook":
-        assert incs == adds and mismatch == 0
+        assert mismatch == 0 and incs - adds in (0, 1)     # (the last run may stop between L and M)
     else:
-        assert incs != adds or mismatch != 0
+        assert mismatch != 0 or incs - adds not in (0, 1)
