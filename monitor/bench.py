@@ -75,3 +75,82 @@ def format_boot_dos(r: dict) -> str:
     else:
         lines.append("  qemu-system-i386      not installed (apt-get install qemu-system-x86 to compare)")
     return "\n".join(lines)
+
+
+DEFAULT_LINUX = os.path.join("..", "shared", "guests", "linux")
+LINUX_MARKER = b"LINUX-BOOT-OK"
+
+
+def boot_linux(folder: str | None, runs: int, qemu: str | None, memory_mb: int = 128, progress=print) -> dict:
+    """Time to LINUX-BOOT-OK (kernel + initramfs, console=ttyS0), whole process,
+    hybrid86 and qemu-system-i386 (TCG) side by side, median of `runs`; plus
+    the statistics of the first hybrid86 run."""
+    import json
+
+    base = folder or DEFAULT_LINUX
+    kernel = os.path.join(base, "vmlinuz-6.1.0-50-686")
+    initrd = os.path.join(base, "initramfs-busybox.cpio.gz")
+    for path in (kernel, initrd):
+        if not os.path.isfile(path):
+            raise BenchError(f"{path} not found; give the folder holding the kernel and initramfs with --image")
+    with tempfile.TemporaryDirectory() as tmp:
+        stats_path = os.path.join(tmp, "stats.json")
+        ours_cmd = [sys.executable, "-m", "monitor", "run", "--headless", "--kernel", kernel, "--initrd", initrd,
+                    "--append", "console=ttyS0", "--memory", str(memory_mb), "--serial", "stdio",
+                    "--expect", LINUX_MARKER.decode(), "--timeout", "900"]
+        ours = []
+        stats = None
+        for i in range(runs):
+            cmd = ours_cmd + (["--stats", f"json:{stats_path}"] if i == 0 else [])
+            ours.append(_timed(cmd, 1000, lambda r: r.returncode == 0 and LINUX_MARKER in r.stdout))
+            progress(f"  hybrid86 run {i + 1}/{runs}: {ours[-1]:.1f} s")
+            if i == 0:
+                with open(stats_path) as f:
+                    stats = json.load(f)
+        result = {"runs": runs, "memory_mb": memory_mb, "hybrid86_s": statistics.median(ours),
+                  "hybrid86_all": ours, "statistics": stats}
+        qemu_bin = qemu or shutil.which("qemu-system-i386")
+        if qemu_bin:
+            theirs = []
+            for i in range(runs):
+                proc = subprocess.Popen([qemu_bin, "-kernel", kernel, "-initrd", initrd, "-append", "console=ttyS0",
+                                         "-m", str(memory_mb), "-display", "none", "-no-reboot", "-serial", "stdio"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                start, seen = time.perf_counter(), b""
+                while LINUX_MARKER not in seen:
+                    chunk = proc.stdout.read1(4096) if hasattr(proc.stdout, "read1") else proc.stdout.read(1)
+                    if not chunk or time.perf_counter() - start > 600:
+                        break
+                    seen += chunk
+                elapsed = time.perf_counter() - start
+                proc.kill()
+                proc.wait()
+                if LINUX_MARKER not in seen:
+                    raise BenchError("qemu-system-i386 did not reach LINUX-BOOT-OK")
+                theirs.append(elapsed)
+                progress(f"  qemu run {i + 1}/{runs}: {elapsed:.2f} s")
+            result.update(qemu_s=statistics.median(theirs), qemu_all=theirs,
+                          ratio=statistics.median(ours) / statistics.median(theirs))
+        return result
+
+
+def format_boot_linux(r: dict) -> str:
+    st = r["statistics"] or {}
+    lines = [f"boot-linux: Debian 6.1 i386 kernel + busybox initramfs to LINUX-BOOT-OK, {r['memory_mb']} MiB, "
+             f"whole process, median of {r['runs']} runs",
+             f"  hybrid86              {r['hybrid86_s']:.1f} s"]
+    if "qemu_s" in r:
+        lines.append(f"  qemu-system-i386 TCG  {r['qemu_s']:.2f} s")
+        lines.append(f"  ratio hybrid86/qemu   {r['ratio']:.1f}x (goal: <= 1.5x)")
+    else:
+        lines.append("  qemu-system-i386      not installed (apt-get install qemu-system-x86 to compare)")
+    if st:
+        bt, de = st.get("bt_instructions") or 0, st.get("de_instructions") or 0
+        secs = st.get("seconds") or 1
+        lines.append(f"  one run: {bt + de:,} guest instructions, {100 * de / max(1, bt + de):.3f}% in DE, "
+                     f"{100 * bt / max(1, bt + de):.3f}% in BT; {st.get('world_switches')} world switches")
+        lines.append(f"  TLB fills {st.get('tlb_fills'):,}; TC {st.get('tc_bytes'):,} bytes in "
+                     f"{st.get('units_translated'):,} units, {st.get('tc_flushes')} flushes")
+        calls = sorted((st.get("callouts") or {}).items(), key=lambda kv: -kv[1])
+        lines.append("  callouts per second: " + ", ".join(f"{k} {v / secs:,.0f}" for k, v in calls[:8]))
+    return "\n".join(lines)

@@ -967,11 +967,13 @@ class Machine:
                     self.vcpu.halted = False
                     self._take_interrupt(self.halted_ip)
                     continue
+                if not self.guest_if():
+                    # Nothing can wake it (no NMI source is emulated): an orderly end,
+                    # as Linux's halt and "System halted" paths expect.
+                    self.stop("the guest halted with interrupts disabled")
+                    break
                 deadline = self.clock.next_deadline()
                 if deadline is None:
-                    if not self.guest_if():
-                        self.stop("the guest halted with interrupts disabled")
-                        break
                     deadline = now + SLICE_NS
                 if deadline > now:
                     time.sleep(min(deadline - now, SLICE_NS) / 1e9)

@@ -25,6 +25,26 @@ class RunError(Exception):
     """Bad input: one line, exit status 2."""
 
 
+def parse_serial_keys(text: str) -> bytes:
+    """--serial-keys: bytes for COM1, with \\r \\n \\t \\e (Esc) and \\\\ escapes."""
+    out, i = bytearray(), 0
+    escapes = {"r": 13, "n": 10, "t": 9, "e": 27, "\\": 92}
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt not in escapes:
+                raise RunError(f"--serial-keys: unknown escape \\{nxt} (use \\r \\n \\t \\e or \\\\)")
+            out.append(escapes[nxt])
+            i += 2
+            continue
+        if ord(ch) > 0x7E:
+            raise RunError(f"--serial-keys: character {ch!r} is not ASCII")
+        out.append(ord(ch))
+        i += 1
+    return bytes(out)
+
+
 def parse_keys(text: str) -> list[str]:
     """--keys: printable characters plus \\r (Enter), \\n, \\t, \\b, \\e (Esc), \\\\."""
     keys, i = [], 0
@@ -124,6 +144,7 @@ class Runner:
         if args.timeout is not None and args.timeout <= 0:
             raise RunError("--timeout must be a positive number of seconds")
         self.keys = parse_keys(args.keys) if args.keys else []
+        self.serial_keys = parse_serial_keys(getattr(args, "serial_keys", None) or "")
         boot = args.boot or ("a" if args.fda else "c")
         if kernel is None and boot == "a" and not args.fda:
             raise RunError("--boot a needs a floppy image (--fda)")
@@ -141,6 +162,8 @@ class Runner:
                                      args.memory << 20)
             except LinuxBootError as exc:
                 raise RunError(str(exc)) from exc
+        if self.linux is not None and not args.headless and args.serial == "none":
+            args.serial = "stdio"                 # the serial console is the terminal (SerialTerminal)
         self.serial = Sink(args.serial, "--serial")
         self.debugcon = Sink(args.debugcon, "--debugcon")
         self.pc = PC(PCConfig(memory_mb=args.memory, fda=args.fda, hda=args.hda, boot=boot,
@@ -199,8 +222,22 @@ class Runner:
             self.pc.kbc.press(self.keys[self.typed])
             self.typed += 1
 
+    def _feed_serial(self) -> None:
+        """Type --serial-keys into COM1 once the guest listens on it (receive
+        interrupt enabled), as fast as its receiver takes them."""
+        if not self.serial_keys:
+            return
+        uart = self.pc.uart
+        if not uart.ier & 0x01:
+            return
+        room = uart.rx_room()
+        if room > 0:
+            chunk, self.serial_keys = self.serial_keys[:room], self.serial_keys[room:]
+            uart.feed(chunk)
+
     def poll(self) -> None:
         self._feed_keys()
+        self._feed_serial()
         if self.expect is not None and not self.found and self._expect_seen():
             self.found = True
             self.pc.machine.stop(f"found {self.args.expect!r}")
@@ -251,6 +288,15 @@ class Runner:
             self.quit = True
             self.pc.machine.stop("quit by the user")
 
+        if self.linux is not None:
+            from monitor.terminal import SerialTerminal
+
+            with SerialTerminal(self.pc.uart, quit_) as term:
+                def poll_serial():
+                    term.poll()
+                    self.poll()
+                self.pc.machine.on_poll = poll_serial
+                return self.pc.machine.run(timeout_s=self.args.timeout)
         with Terminal(self.pc.vga, self.pc.kbc, quit_) as term:
             def poll():
                 term.poll()

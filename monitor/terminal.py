@@ -137,3 +137,63 @@ class Terminal:
                 self.stdout.write("\x1b[H" + text.replace("\n", "\r\n")
                                   + f"\x1b[{row + 1};{col + 1}H\x1b[?25h")
                 self.stdout.flush()
+
+
+class SerialTerminal:
+    """The interactive front end for a serial-console guest (Linux with
+    console=ttyS0), as QEMU's -nographic: the terminal's bytes go to COM1's
+    receiver, COM1's output is written to stdout by the run's serial sink.
+    Ctrl-] quits."""
+
+    def __init__(self, uart, on_quit, stdin=None):
+        self.uart = uart
+        self.on_quit = on_quit
+        self.stdin = stdin or sys.stdin
+        self.pending = bytearray()
+        self.incoming: queue.Queue[bytes] = queue.Queue()
+        self._saved = None
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        import termios
+        import tty
+
+        fd = self.stdin.fileno()
+        self._saved = termios.tcgetattr(fd)
+        tty.setraw(fd)
+        threading.Thread(target=self._reader, name="hybrid86-serial-in", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        import termios
+
+        self._stop.set()
+        if self._saved is not None:
+            termios.tcsetattr(self.stdin.fileno(), termios.TCSADRAIN, self._saved)
+        return False
+
+    def _reader(self) -> None:
+        fd = self.stdin.fileno()
+        while not self._stop.is_set():
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                data = os.read(fd, 256)
+                if not data:
+                    return
+                self.incoming.put(data)
+
+    def poll(self) -> None:
+        while True:
+            try:
+                data = self.incoming.get_nowait()
+            except queue.Empty:
+                break
+            if QUIT_BYTE in data:
+                self.on_quit()
+                return
+            self.pending += data
+        if self.pending:
+            room = self.uart.rx_room()
+            if room > 0:
+                chunk, self.pending = bytes(self.pending[:room]), self.pending[room:]
+                self.uart.feed(chunk)

@@ -976,10 +976,23 @@ def _timed_runs(stop_how: str, runs: int = 200):
         if stop_how == "timeout":
             uc.emu_start(eip, 0xFFFFF, timeout=500)
         else:
-            t = threading.Timer(0.0005, pending.append if stop_how == "block_hook" else uc.emu_stop, args=(True,) if stop_how == "block_hook" else ())
+            # Another thread asks again and again until the run has ended (a
+            # request made before emu_start begins would be lost).
+            done = threading.Event()
+
+            def ask():
+                while not done.wait(0.0005):
+                    if stop_how == "block_hook":
+                        pending.append(True)
+                    else:
+                        uc.emu_stop()
+
+            t = threading.Thread(target=ask)
             t.start()
             uc.emu_start(eip, 0xFFFFF)
+            done.set()
             t.join()
+            pending.clear()
         eip = uc.reg_read(UC_X86_REG_EIP)
     return (int.from_bytes(uc.mem_read(0x5000, 4), "little"), uc.reg_read(UC_X86_REG_EBX),
             int.from_bytes(uc.mem_read(0x5004, 4), "little"))
