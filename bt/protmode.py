@@ -28,7 +28,7 @@ from typing import NamedTuple
 from bt.callouts import Kind
 from bt.decoder import decode
 from bt.opcodes import Flow, Sens
-from bt.realmode import MAX_INSNS, MAX_UNIT_BYTES, RealModeTranslator, copied_as_is
+from bt.realmode import MAX_INSNS, MAX_UNIT_BYTES, RealModeTranslator, copied_as_is, may_write_memory
 from bt.tc import TCFull, Unit
 
 
@@ -115,6 +115,8 @@ class ProtectedModeTranslator(RealModeTranslator):
             out.append((eip, next_ip, insn, raw, linear, pages[:1 + ((linear & 0xFFF) + length - 1 >> 12)]))
             if self._ends_pm(insn, ctx):
                 break
+            if may_write_memory(insn) and any(self.is_checked(p) for p in out[-1][5]):
+                break                                    # (a store may change the rest: end here)
             eip = next_ip
         return out
 

@@ -79,6 +79,32 @@ def copied_as_is(insn) -> bool:
     return not insn.ok and insn.status == STATUS_UNSUPPORTED and insn.mnemonic in IDENT_UNSUPPORTED
 
 
+# Instructions whose first operand is memory but which only read it.
+_READS_MEMORY = frozenset({"cmp", "test", "push", "bt", "lgdt", "lidt", "lldt", "ltr", "lmsw", "verr", "verw",
+                           "invlpg", "fld", "fild", "fbld", "fldcw", "fldenv", "frstor", "fcom", "fcomp",
+                           "ficom", "ficomp", "bound", "jmp", "call"})
+
+
+def may_write_memory(insn) -> bool:
+    """Can this instruction store through an explicit operand (not the
+    stack)?  On pages that are not write-protected, a unit ends after such
+    an instruction, so that a store into the unit's own later bytes is seen
+    by the next unit's entry check (self-modifying code, docs/real-mode-bt.md)."""
+    if copied_as_is(insn):
+        return True                          # (SSE/FXSAVE stores: the decoder does not say)
+    if not insn.ok:
+        return False
+    ops = insn.operands
+    if not ops:
+        return False
+    kind = ops[0][0]
+    if kind == "str_dst":
+        return True                          # stos movs ins (scas/cmps have it second)
+    if kind == "mem":
+        return insn.mnemonic not in _READS_MEMORY
+    return insn.mnemonic in ("xchg", "xadd") and any(o[0] == "mem" for o in ops)
+
+
 # Valid in protected mode only: #UD in real mode (SDM: "Real-Address Mode Exceptions").
 REAL_MODE_UD = {"arpl", "sldt", "str", "lldt", "ltr", "verr", "verw", "lar", "lsl"}
 
@@ -159,6 +185,9 @@ class RealModeTranslator:
             out.append((ip, next_ip, insn, raw, linear, bios))
             if self._ends(insn, bios):
                 break
+            if may_write_memory(insn) and (self.is_checked(linear >> 12)
+                                           or self.is_checked((linear + length - 1) >> 12)):
+                break                              # (a store may change the rest: end here)
             ip = next_ip
         return out
 

@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--serial-keys", metavar="TEXT",
                      help="type TEXT into COM1 once the guest listens on it (\\r is Enter): a serial-console "
                           "guest's keyboard, e.g. Linux with console=ttyS0")
+    run.add_argument("--serial-keys-after", metavar="TEXT",
+                     help="type --serial-keys only once TEXT has appeared on COM1 (e.g. the shell's prompt "
+                          "'/ # '): keys typed earlier may be flushed by the guest as it sets up its terminal")
     run.add_argument("--screen-dump", metavar="FILE", help="write the text screen to FILE at exit")
     run.add_argument("--debugcon", metavar="stdio|file:PATH|none", default="none",
                      help="where bytes written to port 0xE9 go (default none)")

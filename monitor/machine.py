@@ -25,7 +25,7 @@ import time
 from unicorn import UC_ARCH_X86, UC_ERR_EXCEPTION, UC_ERR_INSN_INVALID, UC_MODE_32, Uc, UcError
 from unicorn.x86_const import (
     UC_X86_REG_CR0, UC_X86_REG_CS, UC_X86_REG_DS, UC_X86_REG_ES, UC_X86_REG_FS,
-    UC_X86_REG_GDTR, UC_X86_REG_GS, UC_X86_REG_SS,
+    UC_X86_REG_EFLAGS, UC_X86_REG_GDTR, UC_X86_REG_GS, UC_X86_REG_SS,
 )
 
 import _native
@@ -42,8 +42,8 @@ from monitor import descriptors as D
 from bt.decoder import decode
 from monitor.faultaddr import accesses, fault_address
 from monitor.guestmem import GuestMemory, VirtualMemory
-from monitor.memory import MONITOR_LINEAR, TC_ALLOC_END, TC_LINEAR, TC_SIZE, TC_UNTIL, PhysicalMemory
-from monitor.mmu import PageFault, SoftMMU
+from monitor.memory import DATA_SIZE, MONITOR_LINEAR, TC_ALLOC_END, TC_LINEAR, TC_SIZE, TC_UNTIL, PhysicalMemory
+from monitor.mmu import PF_W, PageFault, SoftMMU
 from monitor.modes import World, decide_state
 from monitor.relocation import DataWindow
 from monitor.protmode import GuestFault, ProtectedModeOps, v86_segment
@@ -400,6 +400,7 @@ class Machine:
             return
         if self.world is World.DE:
             regs = self.cpu.read_gprs()
+            self._sync_from_de(regs)          # (a far transfer run directly may have changed CS)
             v = self.vcpu
             lin = (v.segs[CS][1].base + regs[EIP]) & 0xFFFFFFFF
             try:
@@ -431,17 +432,21 @@ class Machine:
         of the block lands, let the block end; the run loop restores the
         context and leaves DE with `event` (`_finish_unwind`)."""
         if self.io_trap is None:
-            self.io_trap = (self.uc.context_save(), event)
+            self.io_trap = (self.uc.context_save(), regs[EFLAGS], event)
             self.mmu.freeze(True)
             self.uc.emu_stop()
 
     def _finish_unwind(self) -> None:
-        ctx, event = self.io_trap
+        ctx, eflags, event = self.io_trap
         self.io_trap = None
         self.mmu.freeze(False)
         self.mmu.clear_page_fault()
         self.mmu.trace_exit = False
         self.uc.context_restore(ctx)
+        # A context saved inside a hook keeps the arithmetic flags in QEMU's
+        # lazy form only; the next run would rebuild them as 0 (U30): write
+        # EFLAGS as the hook read it.
+        self.uc.reg_write(UC_X86_REG_EFLAGS, eflags)
         self.de_pending = event
 
     def guest_target(self, regs, eip: int) -> int:
@@ -658,18 +663,17 @@ class Machine:
         """An exception, `int n` or the WS_TRAP in DE: bring the guest state
         back from the real CPU, deliver the event, continue in BT (or DE)."""
         v = self.vcpu
-        if TC_ALLOC_END <= regs[EIP] < TC_ALLOC_END + 0x1000 and regs[EIP] != WS_TRAP + 1 \
-                and not regs[EFLAGS] & 0x20000:
+        if self._in_monitor_code(regs):
             self.stop(f"exception {vector} (error {error_code:#x}) in the DE entry stub at {regs[EIP]:#x}: "
                       "the guest state the monitor built could not be entered (a monitor bug)")
             return False
         if vector == 6 and regs[EFLAGS] & 0x20000 and self._v86_bios_callout(regs):
             return True
         pending, self.de_pending = self.de_pending, None
+        self._sync_from_de(regs)              # (self.world stays DE: no real segment reloads yet)
         cs_base = v.segs[CS][1].base if v.segs[CS][1] is not None else 0
         if pending is not None and (regs[EIP] + cs_base) & 0xFFFFFFFF == WS_TRAP + 1:
             regs[EIP] = pending[1]
-        self._sync_from_de(regs)              # (self.world stays DE: no real segment reloads yet)
         regs[EFLAGS] &= ~0x10000              # RF (see set_guest_eflags)
         eip = regs[EIP]
         saved = list(regs)
@@ -710,7 +714,7 @@ class Machine:
             return self._fault_at(regs, arg, at)                  # ("fault", eip, GuestFault)
         if is_int:
             self.stats["de_software_interrupts"] += 1
-            return self.pm_ops.deliver(regs, vector, eip, soft=vector != 1)
+            return self.pm_ops.deliver(regs, vector, eip, soft=vector != 1 or not self._is_icebp(eip))
         code = error_code if vector in (8, 10, 11, 12, 13, 14, 17) else None
         if vector in (11, 12, 13) and not v.eflags_vm:
             insn = self._guest_insn_at(eip)
@@ -725,6 +729,24 @@ class Machine:
                 self.stats["de_emulated_segment_loads"] += 1
                 return (eip + insn.length) & 0xFFFFFFFF
         return self._fault_at(regs, GuestFault(vector, code), eip)
+
+    def _in_monitor_code(self, regs) -> bool:
+        """Did the event happen in the monitor's own DE entry stub?  The real
+        CS is then one of the monitor's selectors (ring 0, top of the shadow
+        GDT); the guest's EIP alone cannot tell (a guest CS base can make it
+        equal a stub address)."""
+        if regs[EFLAGS] & 0x20000:
+            return False
+        return (self.cpu.read_segs()[CS] >> 3) >= abi.MON_GDT_INDEX
+
+    def _is_icebp(self, eip: int) -> bool:
+        """Vector 1 as an `int`-type event in DE: `F1` (ICEBP: no gate DPL
+        check) or `CD 01` (a software interrupt: gate DPL checked)?  `eip` is
+        past the instruction; its last byte tells them apart."""
+        try:
+            return self.vmem.read((self.vcpu.segs[CS][1].base + eip - 1) & 0xFFFFFFFF, 1, cpl=3)[0] == 0xF1
+        except PageFault:
+            return False
 
     def _guest_insn_at(self, eip: int):
         v = self.vcpu
@@ -916,6 +938,25 @@ class Machine:
         self.checked_pages.add(pfn)
         self._on_code_write(pfn)
 
+    def _cut_dropped_unit(self, eip: int) -> None:
+        """A write trace ends the run *before* the write, EIP at the writing
+        instruction (U20), and the run resumes there, in its unit, which the
+        write may just have dropped: the unit's translations of the
+        instructions after the writing one are stale.  Turn the next
+        instruction boundary into a CHAIN callout: the write lands, then the
+        rest is translated from the bytes as they are."""
+        unit = self.tc.unit_at(eip)
+        if unit is None or unit.valid:
+            return
+        for tc_addr, ip in unit.insn_map:
+            if tc_addr > eip:
+                rec = Callout(kind=Kind.CHAIN, cs=unit.key[1], ip=ip, next_ip=ip, insn=None, target=ip)
+                index = self.callouts.add(rec)
+                rec.site, rec.resume = tc_addr, tc_addr + 5
+                self.tc.patch(tc_addr, bytes([abi.CALLOUT_OPCODE]) + index.to_bytes(4, "little"))
+                self.stats["dropped_units_cut"] += 1
+                return
+
     def _invalidate_dirty(self) -> None:
         pages, self.dirty_pages = self.dirty_pages, set()
         for pfn in pages:
@@ -990,6 +1031,7 @@ class Machine:
                         and self.pic.has_interrupt()):
                     self.de_pending = ("irq", self.eip, self.pic.acknowledge())
                 if self.de_pending is not None:
+                    self._sync_from_de(self.cpu.read_gprs())   # (CS may have changed in DE)
                     begin = (WS_TRAP - self.vcpu.segs[CS][1].base) & 0xFFFFFFFF   # leave DE at once
             count, self.step_count = self.step_count, 0
             after, self.after_step = self.after_step, None
@@ -1024,6 +1066,8 @@ class Machine:
             self.clock.advance_to(max(self.clock.now_ns, time.monotonic_ns() - epoch_ns))
             if self.dirty_pages:
                 self._invalidate_dirty()
+                if self.world is World.BT:
+                    self._cut_dropped_unit(self.eip)
             if after is not None:
                 self._at_boundary(after)
             if self.window.recheck and self.step_count == 0:
@@ -1111,7 +1155,7 @@ class Machine:
         page, code = self.mmu.page_fault
         self.mmu.clear_page_fault()
         regs = self.cpu.read_gprs()
-        if self.world is World.DE and TC_ALLOC_END <= regs[EIP] < TC_ALLOC_END + 0x1000:
+        if self.world is World.DE and self._in_monitor_code(regs):
             self._de_entry_fault(regs, page, code)
             return
         if self.world is World.DE:
@@ -1176,7 +1220,14 @@ class Machine:
         """A #PF in DE: a data access at EIP, or a fetch that crosses into the
         page (then Unicorn reports the start of the block, docs/mmu.md: run
         the instructions before the crossing one first)."""
+        self._sync_from_de(regs)              # (a far transfer run directly may have changed CS)
         v = self.vcpu
+        if 0 <= page - self.abi.base < DATA_SIZE and code & PF_W:
+            # The CPU setting a descriptor's accessed bit in the shadow table
+            # (monitor/worlds.py _accessed): the instruction runs in BT.
+            self.stats["de_accessed_bit_exits"] += 1
+            self.de_pending = ("bt", regs[EIP], None)
+            return
         cs_base = v.segs[CS][1].base
         bits = 16 if v.eflags_vm or not v.segs[CS][1].big else 32
         eip = regs[EIP]
@@ -1251,6 +1302,8 @@ class Machine:
             "checked_pages": len(self.checked_pages),
             "tlb_fills": self.mmu.fills,
             "traces_fired": self.stats["traces_fired"],
+            "dropped_units_cut": self.stats["dropped_units_cut"],
+            "de_accessed_bit_exits": self.stats["de_accessed_bit_exits"],
             "interrupts_delivered": self.stats["interrupts_delivered"],
             "page_faults_reflected": self.stats["page_faults_reflected"],
             "de_software_interrupts": self.stats["de_software_interrupts"],

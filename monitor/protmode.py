@@ -599,10 +599,13 @@ class ProtectedModeOps:
         if typ not in (D.SYS_TSS32, D.SYS_TSS32_BUSY) or limit < 0x67:
             return False
         bitmap = int.from_bytes(self.vm.read((base + 0x66) & 0xFFFFFFFF, 2, cpl=0), "little")
-        first, last = bitmap + port // 8, bitmap + (port + size - 1) // 8
-        if last + 1 > limit:
+        # The CPU reads the 16-bit word at bitmap + port/8 (it covers every
+        # size and bit offset: at most bits 7..10); both bytes must lie
+        # within the TSS limit.
+        first = bitmap + port // 8
+        if first + 1 > limit:
             return False
-        raw = self.vm.read((base + first) & 0xFFFFFFFF, last - first + 1 + (1 if last + 1 <= limit else 0), cpl=0)
+        raw = self.vm.read((base + first) & 0xFFFFFFFF, 2, cpl=0)
         bits = int.from_bytes(raw, "little") >> (port % 8)
         return bits & ((1 << size) - 1) == 0
 

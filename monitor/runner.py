@@ -145,6 +145,8 @@ class Runner:
             raise RunError("--timeout must be a positive number of seconds")
         self.keys = parse_keys(args.keys) if args.keys else []
         self.serial_keys = parse_serial_keys(getattr(args, "serial_keys", None) or "")
+        after = getattr(args, "serial_keys_after", None)
+        self.serial_keys_after = parse_serial_keys(after) if after else None
         boot = args.boot or ("a" if args.fda else "c")
         if kernel is None and boot == "a" and not args.fda:
             raise RunError("--boot a needs a floppy image (--fda)")
@@ -227,6 +229,10 @@ class Runner:
         interrupt enabled), as fast as its receiver takes them."""
         if not self.serial_keys:
             return
+        if self.serial_keys_after is not None:
+            if self.serial_keys_after not in self.serial.buffer:
+                return
+            self.serial_keys_after = None
         uart = self.pc.uart
         if not uart.ier & 0x01:
             return

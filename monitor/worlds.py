@@ -95,7 +95,8 @@ class WorldSwitch:
         off = L.offset(L.GDT_LINEAR)
         view = m.memory.monitor
         old_n = getattr(self, "_gdt_n", 0)
-        view[off:off + n] = bytes(self._accessed(table.data, n))
+        loaded = [v.segs[sreg][0] & 0xFFFC for sreg in range(6)] if not v.eflags_vm else []
+        view[off:off + n] = bytes(self._accessed(table.data, n, [s for s in loaded if s and not s & 4]))
         if old_n > n:
             view[off + n:off + old_n] = bytes(old_n - n)
         self._gdt_n = n
@@ -103,19 +104,24 @@ class WorldSwitch:
             ldt = m.vmem.read(v.ldtr[1], min(v.ldtr[2] + 1, 0x10000), cpl=0)
             lt = shadow.shadow_table(ldt, ldt=True)
             loff = L.offset(L.LDT_LINEAR)
-            view[loff:loff + len(ldt)] = bytes(self._accessed(lt.data, len(ldt)))
+            view[loff:loff + len(ldt)] = bytes(self._accessed(lt.data, len(ldt), [s for s in loaded if s & 4]))
             m.set_real_ldtr(v.ldtr[0], L.LDT_LINEAR, v.ldtr[2])
         self.shadow_syncs += 1
 
     @staticmethod
-    def _accessed(table: bytes, n: int) -> bytearray:
-        """Set the accessed bit of every present code/data entry: the real CPU
-        would otherwise write it into the (read-only in DE) shadow table."""
+    def _accessed(table: bytes, n: int, loaded) -> bytearray:
+        """The shadow entries keep the guest's accessed bits, except those of
+        the selectors the entry stub itself reloads (`loaded`): that reload
+        is the monitor's, not the guest's, and must not write the table.  A
+        segment load run directly that would set a clear accessed bit is a
+        refused write to the (read-only in DE) shadow table: the machine
+        runs that instruction in BT, which sets the bit in the guest's table
+        as the CPU would (machine.py `_de_page_fault`)."""
         out = bytearray(table[:n])
-        for i in range(0, n - 7, 8):
-            acc = out[i + 5]
-            if acc & 0x90 == 0x90:
-                out[i + 5] = acc | 1
+        for sel in loaded:
+            i = sel & 0xFFF8
+            if i + 8 <= n and out[i + 5] & 0x90 == 0x90:
+                out[i + 5] |= 1
         return out
 
     # -- BT -> DE -----------------------------------------------------------------------

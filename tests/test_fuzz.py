@@ -214,19 +214,17 @@ def test_a_broken_translation_rule_is_caught_and_shrunk(monkeypatch):
 def test_cli_modes_and_report(tmp_path, capsys):
     p = argparse.ArgumentParser()
     fuzz_cli.add_arguments(p)
-    assert fuzz_cli.main(p.parse_args(["--mode", "pm32", "--quiet"])) == 2
-    assert "not available" in capsys.readouterr().err
     out = tmp_path / "r.json"
-    rc = fuzz_cli.main(p.parse_args(["--mode", "all", "--examples", "30", "--seed", "1", "--quiet",
+    rc = fuzz_cli.main(p.parse_args(["--mode", "all", "--examples", "25", "--seed", "1", "--quiet",
                                      "--report", str(out)]))
     text = capsys.readouterr().out
     assert rc == 0
-    assert "mode real: " in text and "examples/s" in text
-    for m in ("pm16", "pm32", "ring3", "v86"):
-        assert f"mode {m}: skipped" in text
+    for m in ("real", "pm16", "pm32", "ring3", "v86"):
+        assert f"mode {m}: " in text
+    assert "examples/s" in text and "total: " in text and "sensitive classes" in text
     rep = json.loads(out.read_text())
-    assert rep["mismatches"] == 0 and rep["modes"][0]["examples"] >= 25
-    assert set(rep["skipped"]) == {"pm16", "pm32", "ring3", "v86"}
+    assert rep["mismatches"] == 0 and [m["mode"] for m in rep["modes"]] == ["real", "pm16", "pm32", "ring3", "v86"]
+    assert all(m["examples"] >= 20 for m in rep["modes"]) and rep["skipped"] == {}
 
 
 # ------------------------------------------------------------------ translator bugs the fuzzer found
@@ -303,3 +301,15 @@ def test_int1_does_not_crash_the_translator():
     case = case_from_bytes(b"\xf1")
     _, mon, _ = check(case)
     assert mon.event.kind != "error", mon.event
+
+
+def test_a_flag_the_sdm_leaves_undefined_is_not_consumed():
+    """Found by a campaign (harness gap): `bt` leaves SF and OF undefined, and
+    `setl` then stores them; single-stepping and whole blocks compute them
+    differently.  The reference now ends such a run as unsupported."""
+    from monitor.fuzz.flags import reads
+    from bt.decoder import decode
+    assert reads(decode(bytes.fromhex("0f 9c 00") + bytes(8), 0, 16)) == SF | OF
+    case = case_from_bytes(bytes.fromhex("0f ba 20 00 0f 9c 00"))        # bt word [bx+si], 0 ; setl [bx+si]
+    ref, mon, _ = check(case)
+    assert mon is None and ref.event.kind == "unsupported" and "undefined" in ref.event.detail

@@ -301,6 +301,40 @@ def test_self_modifying_code_is_retranslated():
     assert stats["traces_fired"] >= 1 and stats["units_invalidated"] >= 1
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_a_store_into_a_later_instruction_of_its_own_unit_is_seen(native):
+    """The first store into the page (a write trace) drops the running unit:
+    the rest of it is cut off and translated anew (machine._cut_dropped_unit);
+    later passes run on a page that is no longer write-protected, where a
+    unit ends after each store and the next unit's entry check sees it."""
+    src = """
+        xor ax, ax
+        mov ds, ax
+        mov cx, 3
+    again:
+        mov bl, cl
+        add bl, 0x40
+        mov [target], bl
+        mov al, 'Z'
+    target equ $-1
+        out 0xe9, al
+        mov di, stos_target
+        mov al, 0x90
+        push cx
+        mov cx, 1
+        rep stosb
+        pop cx
+        cli
+    stos_target equ $-1
+        loop again
+    """ + EXIT
+    machine, out, status, guest_fetches = run_bt(src, native=native)
+    assert out == b"CBA" and status == 0 and guest_fetches == []
+    assert machine.statistics()["dropped_units_cut"] >= 1
+    ref_out, ref_status, _ = run_reference(src)
+    assert ref_out == out
+
+
 def test_twin_adapter_runs_the_same_translation():
     src = PROGRAMS["indirect_and_far_flow"]
     native = run_bt(src, native=True)

@@ -68,8 +68,7 @@ for _line, _why in (
          "lar in direct execution shows the shadow of a segment based in the monitor region, which is "
          "marked not present (UNSHADOWABLE, monitor/shadow.py)"),
         ("sel 000f zf(lsl,lar,verr,verw)=7 lsl=ffffffff lar=00c0fa00 lsl16=deadffff lar16=deadfa00",
-         "lsl in direct execution shows the truncated limit; lar shows the accessed bit the shadow "
-         "tables preset on every present code/data entry (monitor/worlds.py, _accessed)"),
+         "lsl in direct execution shows the truncated limit of the shadow descriptor"),
 ):
     # the ring-3 IOPL 0 table is the second of three tables (ring 0, ring 3 IOPL 0, ring 3 IOPL 3)
     KNOWN_DIFFERENCES.append(("segments", _line, 1, f"{_why} ({SHADOWING})"))

@@ -1010,3 +1010,63 @@ def test_u29_an_asynchronous_stop_can_report_the_start_of_a_block_that_ran(stop_
         assert mismatch == 0 and incs - adds in (0, 1)     # (the last run may stop between L and M)
     else:
         assert mismatch != 0 or incs - adds not in (0, 1)
+
+
+def _flat32():
+    uc = Uc(UC_ARCH_X86, UC_MODE_32)
+    uc.mem_map(0, 0x100000)
+    uc.reg_write(X.UC_X86_REG_ESP, 0x8000)
+    return uc
+
+
+def test_u30_a_context_saved_in_a_hook_loses_the_arithmetic_flags_on_restore():
+    """A CPU context saved inside an I/O hook and restored after the stop
+    keeps the arithmetic flags only in QEMU's lazy form: the next run
+    rebuilds CF PF AF ZF SF OF as 0.  Writing EFLAGS (as read in the hook)
+    after the restore keeps them; the machine does that when it unwinds a
+    denied DE in/out or a DE sysenter (monitor/machine.py _finish_unwind)."""
+    code = assemble("mov al, 0xff\nadd al, 1\nout 0x80, al\npushfd\npop ebx\nhlt", org=0x1000)
+    after_out = 0x1000 + len(assemble("mov al, 0xff\nadd al, 1\nout 0x80, al"))
+    results = []
+    for rewrite in (False, True):
+        uc = _flat32()
+        uc.mem_write(0x1000, code)
+        saved = []
+
+        def on_out(uc_, port, size, value, _):
+            if not saved:
+                saved.append((uc_.context_save(), uc_.reg_read(UC_X86_REG_EFLAGS)))
+                uc_.emu_stop()
+
+        uc.hook_add(UC_HOOK_INSN, on_out, None, 1, 0, X.UC_X86_INS_OUT)
+        uc.emu_start(0x1000, 0x1000 + len(code) - 1)
+        ctx, eflags = saved[0]
+        uc.context_restore(ctx)
+        if rewrite:
+            uc.reg_write(UC_X86_REG_EFLAGS, eflags)
+        uc.emu_start(after_out, 0x1000 + len(code) - 1)
+        results.append(uc.reg_read(UC_X86_REG_EBX) & 0x55)    # CF PF AF ZF
+        assert eflags & 0x55 == 0x55
+    assert results == [0, 0x55]
+
+
+def test_u31_ins_stores_a_dummy_zero_before_the_io_hook_runs():
+    """`ins` writes 0 at ES:EDI (QEMU makes the instruction restartable
+    after a page fault that way) before the IN hook is called: when
+    hybrid86's DE I/O check denies the port there, the destination is
+    already zeroed, where the CPU raises #GP(0) with memory untouched.
+    The fuzzer lists it as a Unicorn departure (campaign.UNICORN_DEPARTURES
+    'de-ins-dummy-store')."""
+    code = assemble("mov edi, 0x5000\nmov dx, 0x80\ninsb\nhlt", org=0x1000)
+    uc = _flat32()
+    uc.mem_write(0x1000, code)
+    uc.mem_write(0x5000, b"\xcd")
+    seen = []
+
+    def on_in(uc_, port, size, _):
+        seen.append(bytes(uc_.mem_read(0x5000, 1)))
+        return 0x42
+
+    uc.hook_add(UC_HOOK_INSN, on_in, None, 1, 0, X.UC_X86_INS_IN)
+    uc.emu_start(0x1000, 0x1000 + len(code) - 1)
+    assert seen == [b"\x00"] and bytes(uc.mem_read(0x5000, 1)) == b"\x42"

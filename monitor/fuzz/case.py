@@ -207,19 +207,35 @@ class Case:
     names: tuple = ()                            # their fine-grained names
     insns: int = 0                               # instructions generated
     mode: str = "real"
+    env: dict | None = None                      # protected modes / V8086: the guest's tables (pmenv.py)
 
     @property
     def linear(self) -> int:
+        if self.env is not None:
+            return (self.env["cs_base"] + self.ip) & 0xFFFFFFFF
         return ((self.cs << 4) + self.ip) & 0xFFFFFFFF
 
     def memory_image(self) -> bytearray:
-        """The initial 2 MiB of guest RAM (IVT, stubs and block included)."""
+        """The initial 2 MiB of guest RAM (IVT or system area, stubs and block included)."""
+        key = (self.mem_seed, self.code, self.linear, id(self.env))
+        cached = self.__dict__.get("_image")
+        if cached is not None and cached[0] == key:
+            return bytearray(cached[1])
+        mem = self._build_image()
+        self.__dict__["_image"] = (key, bytes(mem))
+        return mem
+
+    def _build_image(self) -> bytearray:
         rnd = random.Random(self.mem_seed)
         pattern = rnd.randbytes(0x10000)
         mem = bytearray(pattern * (RAM_SIZE // 0x10000))
-        ivt = struct.pack("<" + "HH" * 256, *[v for n in range(256) for v in (STUB_OFF + n, STUB_SEG)])
-        mem[0:0x400] = ivt
-        mem[STUB_LINEAR:STUB_LINEAR + STUB_LEN] = bytes([HLT]) * STUB_LEN
+        if self.env is None:
+            ivt = struct.pack("<" + "HH" * 256, *[v for n in range(256) for v in (STUB_OFF + n, STUB_SEG)])
+            mem[0:0x400] = ivt
+            mem[STUB_LINEAR:STUB_LINEAR + STUB_LEN] = bytes([HLT]) * STUB_LEN
+        else:
+            from monitor.fuzz.pmenv import env_image
+            env_image(self.env, mem)
         mem[self.linear:self.linear + len(self.code)] = self.code
         # hybrid86 translates the instruction after a hlt (its resume point)
         # before stopping; a second hlt keeps that translation trivial.
@@ -229,22 +245,31 @@ class Case:
     def in_block(self, linear: int) -> bool:
         return self.linear <= linear < self.linear + len(self.code)
 
-    @staticmethod
-    def in_stubs(linear: int) -> bool:
+    def in_stubs(self, linear: int) -> bool:
+        if self.env is not None:
+            from monitor.fuzz.pmenv import HANDLERS, HANDLERS_LEN
+            return HANDLERS <= linear < HANDLERS + HANDLERS_LEN
         return STUB_LINEAR <= linear < STUB_LINEAR + STUB_LEN
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "code": self.code.hex(), "cs": self.cs, "ip": self.ip,
-                "regs": dict(self.regs), "eflags": self.eflags, "mem_seed": self.mem_seed,
-                "cr0": self.cr0, "classes": list(self.classes), "names": list(self.names),
-                "insns": self.insns}
+        d = {"mode": self.mode, "code": self.code.hex(), "cs": self.cs, "ip": self.ip,
+             "regs": dict(self.regs), "eflags": self.eflags, "mem_seed": self.mem_seed,
+             "cr0": self.cr0, "classes": list(self.classes), "names": list(self.names),
+             "insns": self.insns}
+        if self.env is not None:
+            d["env"] = self.env
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Case":
+        env = d.get("env")
+        if env is not None:
+            env = dict(env)
+            env["aliases"] = [tuple(a) for a in env.get("aliases", ())]
         return cls(code=bytes.fromhex(d["code"]), cs=d["cs"], ip=d["ip"], regs=dict(d["regs"]),
                    eflags=d["eflags"], mem_seed=d.get("mem_seed", 0), cr0=d.get("cr0", RESET_CR0),
                    classes=tuple(d.get("classes", ())), names=tuple(d.get("names", ())),
-                   insns=d.get("insns", 0), mode=d.get("mode", "real"))
+                   insns=d.get("insns", 0), mode=d.get("mode", "real"), env=env)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -252,9 +277,11 @@ class Case:
 
 def make_case(items, cs: int, regs: dict, eflags: int, mem_seed: int = 0) -> Case:
     lay = layout(items, cs)
-    return Case(code=lay.code, cs=lay.cs, ip=lay.ip, regs=dict(regs), eflags=eflags,
+    case = Case(code=lay.code, cs=lay.cs, ip=lay.ip, regs=dict(regs), eflags=eflags,
                 mem_seed=mem_seed, classes=tuple(it.cls for it in items),
                 names=tuple(it.name for it in items), insns=lay.insns)
+    case.__dict__["_rebuild"] = (tuple(items), lambda its, r, fl, sd: make_case(its, cs, r, fl, sd))
+    return case
 
 
 def case_from_bytes(code: bytes, cs: int = 0x2F00, regs: dict | None = None, eflags: int = 0x2,

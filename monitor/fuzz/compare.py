@@ -97,8 +97,10 @@ def compare(case: Case, ref: FinalState, mon: FinalState) -> list[str]:
     for i, name in enumerate(SREGS):
         if ref.segs[i] != mon.segs[i]:
             out.append(f"{name}: reference {ref.segs[i]:04x}, monitored {mon.segs[i]:04x}")
-        elif ref.seg_bases[i] != mon.seg_bases[i]:
+        elif ref.descriptors is None and ref.seg_bases[i] != mon.seg_bases[i]:
             out.append(f"{name} base: reference {ref.seg_bases[i]:#x}, monitored {mon.seg_bases[i]:#x}")
+    if ref.descriptors is not None:
+        out += _compare_pm(ref, mon)
     for name in ("cr0", "cr2", "cr3", "cr4", "gdtr", "idtr"):
         if name == "cr0" and ref.event.kind == "mode":
             continue          # hybrid86 stops *before* the PE-setting write (a VM stop), by design
@@ -113,6 +115,39 @@ def compare(case: Case, ref: FinalState, mon: FinalState) -> list[str]:
     return out
 
 
+def _compare_pm(ref: FinalState, mon: FinalState) -> list[str]:
+    """Protected mode and V8086: the descriptor caches (base, limit, type/S/DPL/P
+    without the accessed bit, D/B) of the usable segment registers, the base
+    the real CPU really uses for each (shadow slot or shadow table entry),
+    CPL, LDTR and TR."""
+    out = []
+    for i, name in enumerate(SREGS):
+        a, b = ref.descriptors[i], mon.descriptors[i]
+        if a != b:
+            out.append(f"{name} descriptor: reference {_desc(a)}, monitored {_desc(b)}")
+        elif a is not None and mon.seg_bases[i] is not None and mon.seg_bases[i] != a[0]:
+            out.append(f"{name}: the real CPU's base is {mon.seg_bases[i]:#x}, the guest's {a[0]:#x}")
+    if ref.cpl != mon.cpl:
+        out.append(f"cpl: reference {ref.cpl}, monitored {mon.cpl}")
+    if ref.ldtr != mon.ldtr:
+        out.append(f"ldtr: reference {_sys(ref.ldtr)}, monitored {_sys(mon.ldtr)}")
+    if ref.tr != mon.tr:
+        out.append(f"tr: reference {_sys(ref.tr)}, monitored {_sys(mon.tr)}")
+    return out
+
+
+def _desc(d) -> str:
+    if d is None:
+        return "null"
+    return f"base {d[0]:#x} limit {d[1]:#x} access {d[2]:#04x} {'32' if d[3] else '16'}-bit"
+
+
+def _sys(t) -> str:
+    if t[1] is None:
+        return f"{t[0]:04x} (null)"
+    return f"{t[0]:04x} base {t[1]:#x} limit {t[2]:#x}"
+
+
 def _io(trace) -> str:
     if not trace:
         return "[]"
@@ -122,12 +157,12 @@ def _io(trace) -> str:
 
 # --------------------------------------------------------------------------- printing
 
-def disassemble(code: bytes, ip: int) -> list[str]:
+def disassemble(code: bytes, ip: int, bits: int = 16) -> list[str]:
     try:
         import capstone
     except ImportError:                                       # pragma: no cover
         return [code.hex()]
-    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16)
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_16 if bits == 16 else capstone.CS_MODE_32)
     lines, off = [], 0
     while off < len(code):
         got = next(md.disasm(code[off:off + 15], ip + off), None)
@@ -136,6 +171,9 @@ def disassemble(code: bytes, ip: int) -> list[str]:
             off += 1
             continue
         lines.append(f"  {got.address:04x}: {got.bytes.hex():<24} {got.mnemonic} {got.op_str}")
+        if len(lines) > 200:
+            lines.append("  ...")
+            break
         off += got.size
     return lines
 
@@ -146,6 +184,11 @@ def describe_state(case: Case, st: FinalState) -> list[str]:
     lines = [f"    event  {st.event}", f"    {regs}", f"    eflags={st.eflags:08x} {segs}",
              f"    cr0={st.cr0:08x} cr2={st.cr2:08x} cr3={st.cr3:08x} cr4={st.cr4:08x} "
              f"gdtr={st.gdtr[0]:#x}/{st.gdtr[1]:#x} idtr={st.idtr[0]:#x}/{st.idtr[1]:#x}"]
+    if st.descriptors is not None:
+        lines.append("    cpl=%s ldtr=%s tr=%s" % (st.cpl, _sys(st.ldtr), _sys(st.tr)))
+        for name, d in zip(SREGS, st.descriptors):
+            lines.append(f"      {name}: {_desc(d)}")
+        return lines + ([f"    io {_io(st.io)}"] if st.io else [])
     d = delivery(case, st)
     if d is not None:
         lines.append(f"    delivered vector {d[0]:#04x}: frame ip={d[1]:04x} cs={d[2]:04x} flags={d[3]:04x}")
@@ -161,11 +204,18 @@ def describe_state(case: Case, st: FinalState) -> list[str]:
 def format_mismatch(case: Case, ref: FinalState, mon: FinalState, diffs: list[str]) -> str:
     init = " ".join(f"{n}={case.regs.get(n, 0):08x}" for n in REGS32)
     segs = " ".join(f"{n}={case.regs.get(n, 0):04x}" for n in ("es", "ss", "ds", "fs", "gs"))
+    env = case.env
+    bits = env["bits"] if env else 16
+    where = "real mode" if env is None else (
+        f"{case.mode}, CPL {3 if env['vm'] else env['cpl']}" + (f", {env['world']}" if env.get("world") else ""))
     lines = [f"MISMATCH ({case.mode} mode): {len(diffs)} difference(s)",
              *(f"  - {d}" for d in diffs),
-             f"code at {case.cs:04x}:{case.ip:04x} (linear {case.linear:#x}): {case.code.hex()}",
-             *disassemble(case.code, case.ip),
-             f"initial: {init}", f"         eflags={case.eflags:08x} cs={case.cs:04x} {segs} mem_seed={case.mem_seed}",
-             "reference (bare Unicorn, real mode):", *describe_state(case, ref),
-             "monitored (hybrid86):", *describe_state(case, mon)]
+             f"code at {case.cs:04x}:{case.ip:04x} (linear {case.linear:#x}, {bits}-bit): {case.code.hex()}",
+             *disassemble(case.code, case.ip, bits),
+             f"initial: {init}", f"         eflags={case.eflags:08x} cs={case.cs:04x} {segs} mem_seed={case.mem_seed}"]
+    if env is not None:
+        lines.append(f"         cr0={case.cr0:08x} cr4={env['cr4']:08x} ldtr={env['ldtr']:04x} "
+                     f"msr(sysenter cs,esp,eip)={[hex(x) for x in env['msr']]} iomap={env['iomap_kind']}")
+    lines += [f"reference (bare Unicorn, {where}):", *describe_state(case, ref),
+              "monitored (hybrid86):", *describe_state(case, mon)]
     return "\n".join(lines)

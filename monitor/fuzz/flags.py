@@ -85,3 +85,37 @@ class UndefinedFlags:
     def step(self, mnemonic: str, opsize: int, count: int = 1) -> None:
         defined, undefined = effect(mnemonic, opsize, count)
         self.mask = (self.mask & ~defined) | undefined
+
+
+# Flags an instruction *reads*: if one of them is undefined at that point, its
+# value (model-specific: the two paths compute it with QEMU's lazy flags at
+# different block boundaries) becomes data or control flow, and no reference
+# exists for the rest of the run (docs/fuzzing.md).
+_CC_READS = (OF, OF, CF, CF, ZF, ZF, CF | ZF, CF | ZF, SF, SF, PF, PF, SF | OF, SF | OF, ZF | SF | OF, ZF | SF | OF)
+_READS = {"adc": CF, "sbb": CF, "rcl": CF, "rcr": CF, "lahf": SF | ZF | AF | PF | CF, "into": OF,
+          "loope": ZF, "loopne": ZF, "loopz": ZF, "loopnz": ZF, "daa": AF | CF, "das": AF | CF,
+          "aaa": AF, "aas": AF, "salc": CF}
+
+
+def reads(insn) -> int:
+    """The arithmetic flags `insn` (a decoded instruction) reads."""
+    if not insn.ok:
+        return 0
+    mn = insn.mnemonic
+    if mn in _READS:
+        return _READS[mn]
+    op = insn.opcode
+    if insn.opmap == 1 and 0x70 <= op <= 0x7F or insn.opmap == 2 and (0x80 <= op <= 0x9F or 0x40 <= op <= 0x4F):
+        return _CC_READS[op & 0xF]
+    return 0
+
+
+def popped_undefined(images, linear: int, size: int) -> int:
+    """The undefined arithmetic flags of a FLAGS image popped from `linear`
+    (`images`: the reference's (linear, size, undefined mask) of the images
+    pushed so far)."""
+    out = 0
+    for lin, sz, mask in images:
+        if lin == linear:
+            out |= mask & ALL
+    return out

@@ -1,12 +1,10 @@
 """The modes a campaign can run, and what each needs.
 
-Real mode is the only mode the translator supports today.  A protected-mode
-mode plugs in by providing the same four things: a hypothesis strategy of
-``Case``s (with its own initial-state model: descriptor tables, CPL, IOPL,
-VM), a reference runner (bare Unicorn with the guest's own tables, real
-ring 0 / ring 3 / V86), a monitored runner (hybrid86 through the decision
-rule), and the same ``FinalState`` — ``compare`` already covers everything but
-descriptor contents.
+Each mode provides a hypothesis strategy of ``Case``s, a reference runner
+(bare Unicorn: real mode in ``reference.py``; the guest's own tables, real
+ring 0 / ring 3 / V8086 in ``pmreference.py``), a monitored runner (hybrid86
+through its decision rule: ``monitored.py``, ``pmmonitored.py``), and the
+same ``FinalState`` for ``compare``.
 """
 
 from __future__ import annotations
@@ -76,12 +74,30 @@ def _real_monitored(case):
     return run_monitored(case)
 
 
-_NOT_YET = "the translator runs real mode only today; {what} arrives with issue 4 (protected mode)"
+def _pm_strategy(mode: str):
+    def make(classes=None, exclude=(), max_items=None):
+        from monitor.fuzz import pmstrategies as P
+        return P.pm_cases(mode, classes=classes, exclude=exclude, max_items=max_items or P.MAX_ITEMS)
+    return make
+
+
+def _pm_reference(case):
+    from monitor.fuzz.pmreference import run_pm_reference
+    return run_pm_reference(case)
+
+
+def _pm_monitored(case):
+    from monitor.fuzz.pmmonitored import run_pm_monitored
+    return run_pm_monitored(case)
+
 
 MODES = {
     "real": Mode("real", True, "", _real_reference, _real_monitored, _real_strategy),
-    "pm16": Mode("pm16", False, _NOT_YET.format(what="16-bit ring-0 protected mode")),
-    "pm32": Mode("pm32", False, _NOT_YET.format(what="32-bit ring-0 protected mode")),
-    "ring3": Mode("ring3", False, _NOT_YET.format(what="ring 3 (direct execution)")),
-    "v86": Mode("v86", False, _NOT_YET.format(what="V8086 (direct execution)")),
+    "pm16": Mode("pm16", True, "16-bit ring-0 protected mode (BT)", _pm_reference, _pm_monitored,
+                 _pm_strategy("pm16")),
+    "pm32": Mode("pm32", True, "32-bit ring-0 protected mode (BT; far returns to ring 3 switch to DE)",
+                 _pm_reference, _pm_monitored, _pm_strategy("pm32")),
+    "ring3": Mode("ring3", True, "32-bit ring 3: DE at IOPL < 3 with IF=1, BT at IOPL 3 or IF=0",
+                  _pm_reference, _pm_monitored, _pm_strategy("ring3")),
+    "v86": Mode("v86", True, "V8086 (DE)", _pm_reference, _pm_monitored, _pm_strategy("v86")),
 }

@@ -43,7 +43,7 @@ from unicorn import x86_const as X
 from bt.decoder import decode
 from bt.opcodes import Flow
 from monitor.fuzz.case import AC, IF, RAM_SIZE, REGS32, TF, Case
-from monitor.fuzz.flags import UndefinedFlags
+from monitor.fuzz.flags import UndefinedFlags, popped_undefined, reads
 from monitor.fuzz.ports import PortModel
 from monitor.fuzz.state import Event, FinalState
 
@@ -76,6 +76,8 @@ class _Run:
         self.undef = UndefinedFlags()
         self.flag_images: list[tuple] = []
         self.exceptions = 0
+        from monitor.fuzz.smc import SmcWatch
+        self.smc = SmcWatch(uc, case.linear, case.linear + len(case.code), bt=True)
         uc.hook_add(UC_HOOK_INTR, self._on_intr)
         uc.hook_add(UC_HOOK_INSN, self._on_in, None, 1, 0, X.UC_X86_INS_IN)
         uc.hook_add(UC_HOOK_INSN, self._on_out, None, 1, 0, X.UC_X86_INS_OUT)
@@ -154,6 +156,7 @@ class _Run:
                 break
             insn = decode(bytes(self.mem[lin:lin + 15]), ip, 16)
             self.cur_insn, self.step_ip = insn, ip
+            self.smc.step(lin, insn)
             self.delivered = False
             ecx = uc.reg_read(X.UC_X86_REG_ECX)
             sp_before = uc.reg_read(X.UC_X86_REG_SP)
@@ -176,6 +179,9 @@ class _Run:
                     # SS:SP+2 without the 16-bit wrap of SP: no reference here.
                     event = Event("unsupported", cs, ip, "retf/iret frame wraps SP (Unicorn reads past 64 KiB)")
                     break
+            if reads(insn) & self.undef.mask:
+                event = Event("unsupported", cs, ip, "reads a flag the SDM leaves undefined")
+                break
             try:
                 if insn.ok and insn.is_string and insn.rep:
                     until = (cs << 4) + ((ip + insn.length) & 0xFFFF)
@@ -195,6 +201,14 @@ class _Run:
                 else:
                     self._on_intr(uc, 6, None, at=(cs, ip))
             steps += 1
+            if self.smc.unsupported:
+                event = Event("unsupported", cs, ip, self.smc.unsupported)
+                break
+            if not self.delivered and uc.reg_read(X.UC_X86_REG_CS) == cs and uc.reg_read(X.UC_X86_REG_EIP) == ip \
+                    and uc.reg_read(X.UC_X86_REG_ECX) == ecx and insn.ok and insn.flow != Flow.HLT:
+                event = Event("unsupported", cs, ip, "no progress: a store into the translation block Unicorn "
+                              "is running (it restarts the instruction)")
+                break
             if self.delivered:
                 continue
             if not insn.ok:
@@ -207,6 +221,12 @@ class _Run:
             elif key in SHIFT_IMM:
                 count = insn.imm or 0
             self.undef.step(mn, insn.opsize, count)
+            if mn in ("popf", "popfd", "iret", "iretd"):
+                # a FLAGS image pushed while flags were undefined keeps them undefined
+                size = insn.eff_opsize // 8
+                at = (sp_before + (2 * size if mn.startswith("iret") else 0)) & 0xFFFF
+                lin = (uc.reg_read(X.UC_X86_REG_SS) << 4) + at
+                self.undef.mask |= popped_undefined(self.flag_images, lin, size)
             if mn in ("pushf", "pushfd"):
                 size = 2 if mn == "pushf" else 4
                 sp = (sp_before - size) & 0xFFFF
@@ -234,7 +254,7 @@ class _Run:
             cr4=uc.reg_read(X.UC_X86_REG_CR4) & 0xFFFFFFFF,
             gdtr=(gdtr[1], gdtr[2]), idtr=(idtr[1], idtr[2]),
             memory=bytes(self.mem), io=list(self.ports.trace), event=event,
-            undefined_flags=self.undef.mask, flag_images=list(self.flag_images),
+            undefined_flags=self.undef.mask, flag_images=list(self.flag_images), known=self.smc.known,
             first_delivery=self.first_delivery, steps=steps)
         return st
 

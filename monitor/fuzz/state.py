@@ -22,12 +22,21 @@ class Event:
     cs: int = 0
     ip: int = 0
     detail: str = ""
+    # protected modes (kind "event"): the first exception or interrupt, not delivered
+    vector: int | None = None
+    error: int | None = None          # error code (None: the vector pushes none)
+    soft: bool = False                # int n / int3 / into (ip past the instruction)
 
     def key(self):
-        return (self.kind, self.cs, self.ip)
+        return (self.kind, self.cs, self.ip, self.vector, self.error)
 
     def __str__(self) -> str:
-        s = f"{self.kind} at {self.cs:04x}:{self.ip:04x}"
+        if self.kind == "event":
+            s = f"vector {self.vector:#04x} ({'software' if self.soft else 'exception'})"
+            s += f" error {self.error:#x}" if self.error is not None else ""
+            s += f" at {self.cs:04x}:{self.ip:08x}"
+        else:
+            s = f"{self.kind} at {self.cs:04x}:{self.ip:04x}"
         return s + (f" ({self.detail})" if self.detail else "")
 
 
@@ -51,3 +60,9 @@ class FinalState:
     first_delivery: tuple | None = None  # reference only: (vector, error code or None, return cs, return ip, is_int)
     steps: int = 0                  # reference only: instructions executed
     notes: list = field(default_factory=list)
+    # protected modes and V8086 (None in real mode)
+    descriptors: list | None = None  # per sreg: (base, limit, access without A, D/B) or None (null selector)
+    cpl: int | None = None
+    ldtr: tuple | None = None        # (selector, base, limit); base/limit None for a null LDTR
+    tr: tuple | None = None          # (selector, base, limit)
+    known: str | None = None         # reference only: the run reached a known bug (campaign.KNOWN_BUGS)
