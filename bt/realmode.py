@@ -109,6 +109,11 @@ def may_write_memory(insn) -> bool:
 REAL_MODE_UD = {"arpl", "sldt", "str", "lldt", "ltr", "verr", "verw", "lar", "lsl"}
 
 
+def real_key(cs: int, ip: int, base: int | None = None) -> tuple:
+    """The TC key of a real-mode unit (`base`: CS's base when not CS x 16)."""
+    return ("real", cs, ip) if base is None else ("real", cs, ip, base)
+
+
 def _abs32(addr: int) -> bytes:
     return struct.pack("<I", addr & 0xFFFFFFFF)
 
@@ -153,22 +158,35 @@ class RealModeTranslator:
         self.a20_mask = a20_mask
         self.is_checked = is_checked       # (pfn) -> True: validate units of that page at entry
         self.ivt_base = ivt_base           # () -> the real-mode IVT base (IDTR), baked into int n
+        self._cs_base = None               # CS's base while translating, when it is not CS x 16
 
     # -- entry point ------------------------------------------------------------
 
-    def translate(self, cs: int, ip: int) -> Unit:
-        key = ("real", cs, ip)
+    def translate(self, cs: int, ip: int, base: int | None = None) -> Unit:
+        """The unit for cs:ip.  `base` is CS's base when it is not CS x 16:
+        between the `mov cr0` that clears PE and the far jump that reloads
+        CS, real-mode code runs with the protected-mode base still cached
+        (boot loaders' PM -> RM thunks).  Such units are keyed on the base
+        too, and every far or indirect transfer in them is a callout."""
+        if base is not None and base == cs << 4:
+            base = None
+        key = real_key(cs, ip, base)
         unit = self.tc.lookup(key)
         if unit is not None:
             return unit
         if self.tc.room() < MAX_UNIT_BYTES:
             raise TCFull()
-        return self._translate(key, cs, ip)
+        self._cs_base = base
+        try:
+            return self._translate(key, cs, ip)
+        finally:
+            self._cs_base = None
 
     # -- the work -----------------------------------------------------------------
 
     def _linear(self, cs: int, ip: int) -> int:
-        return ((cs << 4) + (ip & 0xFFFF)) & self.a20_mask()
+        base = cs << 4 if self._cs_base is None else self._cs_base
+        return (base + (ip & 0xFFFF)) & self.a20_mask()
 
     def _scan(self, cs: int, ip: int) -> list[tuple]:
         """Decode one unit's guest instructions: [(ip, next_ip, insn, raw, linear)]."""
@@ -343,9 +361,10 @@ class RealModeTranslator:
                 em.emit(b"\x68" + struct.pack("<I", next_ip))       # push dword next_ip
             self._stub(em, cs, insn.target & 0xFFFF)
             return True
-        if flow in (Flow.RET, Flow.JMP_IND, Flow.CALL_IND) and self._inline_indirect(em, insn, raw, next_ip):
+        inline = self._cs_base is None           # (in-TC lookups know CS x 16 only)
+        if inline and flow in (Flow.RET, Flow.JMP_IND, Flow.CALL_IND) and self._inline_indirect(em, insn, raw, next_ip):
             return True
-        if flow in FAR_FLOWS and self._inline_far(em, cs, ip, next_ip, insn, raw):
+        if inline and flow in FAR_FLOWS and self._inline_far(em, cs, ip, next_ip, insn, raw):
             return True
         if flow in FLOW_CALLOUT:
             self._callout(em, FLOW_CALLOUT[flow], cs, ip, next_ip, insn)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from monitor.version import __version__
@@ -100,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--serial-keys", metavar="TEXT",
                      help="type TEXT into COM1 once the guest listens on it (\\r is Enter): a serial-console "
                           "guest's keyboard, e.g. Linux with console=ttyS0")
+    run.add_argument("--serial-console", action="store_true",
+                     help="the terminal is COM1, not the VGA screen (as QEMU's -nographic; the default with "
+                          "--kernel): for a guest booted from a disk with console=ttyS0")
     run.add_argument("--serial-keys-after", metavar="TEXT",
                      help="type --serial-keys only once TEXT has appeared on COM1 (e.g. the shell's prompt "
                           "'/ # '): keys typed earlier may be flushed by the guest as it sets up its terminal")
@@ -137,19 +141,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     guest = sub.add_parser(
         "guest",
-        help="build guest images (linux: a kernel and a busybox initramfs from Debian's i386 packages)",
+        help="build guest images (linux: a kernel and a busybox initramfs from Debian's i386 packages; "
+             "linux-disk: a bootable hard disk with SYSLINUX)",
         description="Build guest images.\n\n"
-                    "  linux   download Debian's linux-image-RELEASE-686-unsigned and busybox-static\n"
-                    "          (i386) with apt-get, and write vmlinuz-RELEASE-686 and\n"
-                    "          initramfs-busybox.cpio.gz (an /init that prints LINUX-BOOT-OK and powers\n"
-                    "          off, or starts a shell with hybrid86.shell on the command line)",
-        epilog="example:\n  hybrid86 guest linux --out guests/linux\n"
+                    "  linux       download Debian's linux-image-RELEASE-686-unsigned and busybox-static\n"
+                    "              (i386) with apt-get, and write vmlinuz-RELEASE-686 and\n"
+                    "              initramfs-busybox.cpio.gz (an /init that prints LINUX-BOOT-OK and powers\n"
+                    "              off, or starts a shell with hybrid86.shell on the command line);\n"
+                    "              with --disk also DIR/linux-hd.img\n"
+                    "  linux-disk  a hard-disk image (FAT, SYSLINUX) that boots --kernel and --initrd\n"
+                    "              through the BIOS's int 13h: --out FILE (needs mtools and syslinux)",
+        epilog="examples:\n  hybrid86 guest linux --out guests/linux\n"
                "  hybrid86 run --kernel guests/linux/vmlinuz-6.1.0-50-686 "
-               "--initrd guests/linux/initramfs-busybox.cpio.gz --append console=ttyS0 --serial stdio --headless",
+               "--initrd guests/linux/initramfs-busybox.cpio.gz --append console=ttyS0 --serial stdio --headless\n"
+               "  hybrid86 guest linux-disk --kernel guests/linux/vmlinuz-6.1.0-50-686 "
+               "--initrd guests/linux/initramfs-busybox.cpio.gz --out linux-hd.img\n"
+               "  hybrid86 run --hda linux-hd.img --memory 128 --serial stdio --headless",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    guest.add_argument("kind", choices=("linux",), help="which guest")
-    guest.add_argument("--out", metavar="DIR", default=".", help="where to write the images (default: .)")
+    guest.add_argument("kind", choices=("linux", "linux-disk"), help="which guest")
+    guest.add_argument("--out", metavar="DIR|FILE",
+                       help="linux: the folder for the images (default: .); linux-disk: the image file "
+                            "(default: linux-hd.img)")
+    guest.add_argument("--disk", action="store_true", help="linux: also write DIR/linux-hd.img (SYSLINUX)")
+    guest.add_argument("--kernel", metavar="BZIMAGE", help="linux-disk: the kernel to boot")
+    guest.add_argument("--initrd", metavar="FILE", help="linux-disk: the initrd to load with it")
+    guest.add_argument("--append", metavar="CMDLINE", default="console=ttyS0",
+                       help="linux --disk, linux-disk: the kernel command line (default console=ttyS0)")
     guest.add_argument("--release", metavar="ABI", default="6.1.0-50",
                        help="Debian kernel ABI name (default 6.1.0-50: linux-image-6.1.0-50-686-unsigned)")
     guest.add_argument("--init", metavar="FILE", help="your own /init (a #! script or a static ELF binary)")
@@ -261,15 +279,29 @@ def cmd_bench_modes(args) -> int:
 
 def cmd_guest(args) -> int:
     from monitor.guests.dos import GuestToolError
+    from monitor.linux.disk import build_boot_disk, missing_tools
     from monitor.linux.guest import build_linux_guest
 
     try:
-        kernel, initrd = build_linux_guest(args.out, args.release, args.init)
+        if args.kind == "linux-disk":
+            if not args.kernel:
+                raise GuestToolError("--kernel BZIMAGE is needed (and usually --initrd FILE)")
+            disk = build_boot_disk(args.kernel, args.initrd, args.out or "linux-hd.img", args.append)
+            print(disk)
+            print(f"boot with: hybrid86 run --hda {disk} --memory 128 --serial stdio --headless", file=sys.stderr)
+            return 0
+        out = args.out or "."
+        if args.disk and missing_tools():
+            build_boot_disk("", None, "", args.append)           # (says which tools are missing)
+        kernel, initrd = build_linux_guest(out, args.release, args.init)
+        print(kernel)
+        print(initrd)
+        if args.disk:
+            disk = build_boot_disk(kernel, initrd, os.path.join(out, "linux-hd.img"), args.append)
+            print(disk)
     except GuestToolError as exc:
-        print(f"hybrid86 guest linux: {exc}", file=sys.stderr)
+        print(f"hybrid86 guest {args.kind}: {exc}", file=sys.stderr)
         return 2
-    print(kernel)
-    print(initrd)
     print(f"boot with: hybrid86 run --kernel {kernel} --initrd {initrd} --append console=ttyS0 "
           f"--serial stdio --headless", file=sys.stderr)
     return 0

@@ -34,7 +34,7 @@ from bt.callouts import Callout, CalloutTable, Kind
 from bt.opcodes import Sens
 from bt.lookup import PAD_HIT_OFFSET, PM_PAD_HIT_OFFSET, IndirectLookup
 from bt.protmode import CodeContext, ProtectedModeTranslator
-from bt.realmode import RealModeTranslator
+from bt.realmode import RealModeTranslator, real_key
 from bt.tc import TCFull, TranslationCache
 from devices.base import PortBus
 from devices.clock import VirtualClock
@@ -120,6 +120,7 @@ class Machine:
         self.bt_counter.enable(count_instructions)
         self.counting = count_instructions
         self.de_pending = None              # an event to deliver when a run starts at WS_TRAP
+        self.odd_cs = None                  # (CS, base): real mode with CS's protected-mode base still cached
         self.force_bt = False               # the next guest_target translates even where DE is allowed
         self.short_slice = False            # an interrupt waits out an sti/mov ss shadow: look again soon
         self.io_trap = None                 # (saved context, event) of a DE block being unwound
@@ -325,6 +326,7 @@ class Machine:
         """PE 0 -> 1: every segment keeps its real-mode cache (CS too, until the far jump)."""
         v = self.vcpu
         v.cpl = 0
+        self.odd_cs = None
         for sreg in range(6):
             value = self.seg_value(sreg)
             self.mirror.seg(sreg, value)              # (VSEG32 too: real-mode loads write VSEG only)
@@ -336,8 +338,12 @@ class Machine:
             v.segs[sreg] = (value, desc)
 
     def _leave_protected_mode(self) -> None:
-        """PE 1 -> 0: the caches stay (unreal mode); the next far jump reloads CS."""
-        self.vcpu.cpl = 0
+        """PE 1 -> 0: the caches stay (unreal mode); the next far jump reloads CS.
+        Until then CS keeps its protected-mode base (`odd_cs`, bt/realmode.py)."""
+        v = self.vcpu
+        v.cpl = 0
+        sel, desc = v.segs[CS]
+        self.odd_cs = (sel, desc.base) if desc is not None and desc.base != sel << 4 else None
 
     def paging_changed(self, flush: bool = False) -> None:
         v = self.vcpu
@@ -415,7 +421,11 @@ class Machine:
     def _de_io_check(self, port: int, size: int, is_write: bool) -> bool:
         """IN/OUT run directly at CPL 3 or in V8086: the CPU checks neither
         IOPL nor the TSS bitmap (U7), so the monitor does; a denied access
-        becomes #GP(0) at the instruction (`_unwind_block`)."""
+        becomes #GP(0) at the instruction (`_unwind_block`).  While a block
+        is being unwound, its later I/O instructions still reach this hook
+        (U16): they are refused too, so that no device sees them."""
+        if self.io_trap is not None:
+            return False
         regs = self.cpu.read_gprs()
         if self.pm_ops.io_allowed(regs, port, size):
             self.stats["de_io"] += 1
@@ -512,12 +522,16 @@ class Machine:
     def _unit_for(self, cs, ip: int):
         """The translation of cs:ip, made now if needed (flushing a full TC first).
         `cs` is a CS value (real mode) or a CodeContext (protected mode)."""
-        translator = self.pm_translator if isinstance(cs, CodeContext) else self.translator
+        if isinstance(cs, CodeContext):
+            translate = self.pm_translator.translate
+        else:
+            base = self.odd_cs[1] if self.odd_cs is not None and self.odd_cs[0] == cs else None
+            translate = lambda c, i: self.translator.translate(c, i, base)   # noqa: E731
         try:
-            return translator.translate(cs, ip)
+            return translate(cs, ip)
         except TCFull:
             self.flush_translations()
-            return translator.translate(cs, ip)
+            return translate(cs, ip)
 
     def _tc_address(self, cs: int, ip: int) -> int:
         return self._unit_for(cs, ip).tc_start
@@ -831,7 +845,11 @@ class Machine:
 
     def _stale(self, rec, regs) -> bool:
         """A checked unit's guest bytes changed: drop it and translate them again."""
-        key = ("pm", rec.cs, rec.ip) if isinstance(rec.cs, CodeContext) else ("real", rec.cs, rec.ip)
+        if isinstance(rec.cs, CodeContext):
+            key = ("pm", rec.cs, rec.ip)
+        else:
+            odd = self.odd_cs is not None and self.odd_cs[0] == rec.cs
+            key = real_key(rec.cs, rec.ip, self.odd_cs[1] if odd else None)
         unit = self.tc.units.get(key)
         if unit is not None:
             self._drop_unit(unit)

@@ -105,6 +105,7 @@ class RealModeOps:
 
     def deliver(self, regs, vector: int, return_ip: int) -> int:
         """Real-mode interrupt: push FLAGS, CS, IP; IF=TF=0; continue at IVT[vector]."""
+        self.m.odd_cs = None                                # (CS is reloaded)
         self.push16(regs, self.flags_image(regs))
         self.push16(regs, self.m.seg_value(CS))
         self.push16(regs, return_ip)
@@ -120,6 +121,8 @@ class RealModeOps:
     def handle(self, rec, regs):
         kind = rec.kind
         insn = rec.insn
+        if kind in (Kind.JMPF, Kind.CALLF, Kind.RETF, Kind.IRET):
+            self.m.odd_cs = None                            # (CS is reloaded)
         if kind == Kind.INT:
             if insn.opcode == 0xCC:
                 vector = 3

@@ -164,8 +164,11 @@ class Runner:
                                      args.memory << 20)
             except LinuxBootError as exc:
                 raise RunError(str(exc)) from exc
-        if self.linux is not None and not args.headless and args.serial == "none":
+        self.serial_console = self.linux is not None or bool(getattr(args, "serial_console", False))
+        if self.serial_console and not args.headless and args.serial == "none":
             args.serial = "stdio"                 # the serial console is the terminal (SerialTerminal)
+        elif getattr(args, "serial_console", False) and not args.headless and args.serial != "stdio":
+            raise RunError("--serial-console shows COM1 in the terminal: give --serial stdio or leave --serial out")
         self.serial = Sink(args.serial, "--serial")
         self.debugcon = Sink(args.debugcon, "--debugcon")
         self.pc = PC(PCConfig(memory_mb=args.memory, fda=args.fda, hda=args.hda, boot=boot,
@@ -294,7 +297,7 @@ class Runner:
             self.quit = True
             self.pc.machine.stop("quit by the user")
 
-        if self.linux is not None:
+        if self.serial_console:
             from monitor.terminal import SerialTerminal
 
             with SerialTerminal(self.pc.uart, quit_) as term:

@@ -287,3 +287,18 @@ def test_the_reference_rejects_what_it_cannot_answer():
 
 def _run_unchecked(hexcode, **kw):
     return check(pm_case_from_bytes(bytes.fromhex(hexcode.replace(" ", "")), **kw))
+
+
+def test_io_after_a_denied_de_in_reaches_no_device():
+    """Found by the long campaign: `in al, 0` (denied) then `in al, 1`
+    (allowed) run directly: the block runs on after the denied access (U16),
+    and the second `in` reached the device before the block was unwound."""
+    _agree("e4 00 e4 01", mode="ring3", iomap_kind=2)
+    _agree("e4 00 e4 01", mode="v86", iomap_kind=2)
+
+
+def test_two_sysenters_in_de():
+    """Found by the long campaign (a harness bug): the DE sysenter is unwound
+    and performed with EIP already past it; the harness read the next
+    instruction's bytes and took it for the sysenter."""
+    _agree("0f 34 0f 34", mode="ring3", msr=(8, 0x1000, 0x1000))

@@ -286,3 +286,69 @@ def test_fetch_and_assemble_with_a_fake_archive(tmp_path):
     assert entries["bin/busybox"] == DUMMY_BUSYBOX and b"LINUX-BOOT-OK" in entries["init"]
     assert res.stdout.split() == [str(out / "vmlinuz-6.1.0-50-686"), str(out / "initramfs-busybox.cpio.gz")]
     assert "hybrid86 run --kernel" in res.stderr
+
+
+# -- hybrid86 guest linux-disk (monitor/linux/disk.py) ---------------------------------------------
+
+from monitor.linux import disk as disktool  # noqa: E402
+
+needs_disk_tools = pytest.mark.skipif(bool(disktool.missing_tools()),
+                                      reason="mtools and syslinux are needed (apt-get install mtools syslinux)")
+
+
+def linux_disk(tmp_path, *args, path: str | None = None):
+    env = dict(os.environ) if path is None else dict(os.environ, PATH=path)
+    return subprocess.run([sys.executable, "-m", "monitor", "guest", "linux-disk", *args],
+                          capture_output=True, text=True, timeout=120, env=env,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _one_line_disk(res, *words):
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("hybrid86 guest linux-disk: "), res.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+@needs_disk_tools
+def test_linux_disk_holds_syslinux_the_kernel_the_initrd_and_the_config(tmp_path):
+    kernel = tmp_path / "bzImage"
+    kernel.write_bytes(make_bzimage())
+    initrd = tmp_path / "initrd"
+    initrd.write_bytes(b"initrd bytes " * 1000)
+    out = tmp_path / "d" / "hd.img"
+    res = linux_disk(tmp_path, "--kernel", str(kernel), "--initrd", str(initrd), "--out", str(out),
+                     "--append", "console=ttyS0 hybrid86.shell")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == str(out) and "--hda" in res.stderr
+    image = out.read_bytes()
+    assert len(image) % disktool.CYLINDER_BYTES == 0
+    assert image[510:512] == b"\x55\xaa" and b"SYSLINUX" in image[:512]
+    listing = subprocess.run(["mdir", "-a", "-b", "-i", str(out), "::"], capture_output=True, text=True).stdout
+    for name in ("VMLINUZ", "INITRD.GZ", "SYSLINUX.CFG", "LDLINUX.SYS", "LDLINUX.C32"):
+        assert name.lower() in listing.lower(), listing
+    cfg = subprocess.run(["mtype", "-i", str(out), "::syslinux.cfg"], capture_output=True, text=True).stdout
+    assert "KERNEL vmlinuz" in cfg and "INITRD initrd.gz" in cfg and "APPEND console=ttyS0 hybrid86.shell" in cfg
+    copied = subprocess.run(["mtype", "-i", str(out), "::vmlinuz"], capture_output=True).stdout
+    assert copied == kernel.read_bytes()
+    assert [p.name for p in out.parent.iterdir()] == ["hd.img"]          # no scratch file left
+
+
+def test_linux_disk_refusals(tmp_path):
+    kernel = tmp_path / "bzImage"
+    kernel.write_bytes(make_bzimage())
+    _one_line_disk(linux_disk(tmp_path, "--out", str(tmp_path / "x.img")), "--kernel")
+    not_a_kernel = tmp_path / "notes.txt"
+    not_a_kernel.write_text("hello")
+    if not disktool.missing_tools():
+        _one_line_disk(linux_disk(tmp_path, "--kernel", str(not_a_kernel), "--out", str(tmp_path / "x.img")),
+                       "not usable")
+        _one_line_disk(linux_disk(tmp_path, "--kernel", str(tmp_path / "absent"), "--out", str(tmp_path / "x.img")),
+                       "absent")
+    assert not (tmp_path / "x.img").exists()
+    # without the host tools: one line naming the Debian packages
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_line_disk(linux_disk(tmp_path, "--kernel", str(kernel), "--out", str(tmp_path / "x.img"), path=str(empty)),
+                   "apt-get install", "syslinux", "mtools")

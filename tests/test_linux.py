@@ -65,3 +65,25 @@ def test_the_busybox_shell_answers_over_the_serial_console(tmp_path):
         entries = {e.name.lstrip("/").lstrip("./"): e for e in cpio.read(gzip.decompress(f.read()))}
     expected = hashlib.md5(entries["bin/busybox"].data).hexdigest()
     assert f"{expected}  /bin/busybox" in answers["md5sum /bin/busybox"]
+
+
+def test_linux_boots_from_a_hard_disk_through_syslinux(tmp_path):
+    """A boot loader (SYSLINUX, from `hybrid86 guest linux-disk`) loads the
+    kernel and the initrd through int 13h, then the same boot as above."""
+    from monitor.linux.disk import build_boot_disk, missing_tools
+
+    if missing_tools():
+        pytest.skip(f"{', '.join(missing_tools())} not installed (Debian: apt-get install mtools syslinux)")
+    disk = build_boot_disk(guest_image(KERNEL), guest_image(INITRD), str(tmp_path / "linux-hd.img"))
+    stats = tmp_path / "stats.json"
+    cmd = [sys.executable, "-m", "monitor", "run", "--headless", "--hda", disk, "--memory", "128",
+           "--serial", "stdio", "--timeout", str(TIMEOUT), "--stats", f"json:{stats}"]
+    res = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT + 60)
+    out = res.stdout.decode("latin-1")
+    assert "Kernel command line: BOOT_IMAGE=vmlinuz console=ttyS0 initrd=initrd.gz" in out, out[-2000:]
+    assert "LINUX-BOOT-OK 6.1.0-50-686" in out, (out[-2000:], res.stderr.decode()[-2000:])
+    assert b"the guest halted with interrupts disabled" in res.stderr
+    st = json.loads(stats.read_text())
+    # 5.7 MB of kernel and 1 MB of initrd came through the BIOS disk service
+    assert st["bios_calls"]["13"] > 20
+    assert st["bt_instructions_real_mode"] > 10_000 and st["de_instructions"] > 100_000

@@ -440,3 +440,49 @@ def test_the_real_gdtr_is_always_the_shadow_gdt():
     assert machine.vcpu.gdtr == (0x1000, 0x17)                  # the guest: its own, virtually
     regs = bt_registers(machine)
     assert regs["edx"] & 0xFFFF == 0x17 and regs["ebx"] == 0x1000   # sgdt shows the guest its own
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_code_between_clearing_pe_and_the_far_jump_runs_at_the_cached_cs_base(native):
+    """Boot loaders' PM -> RM thunks (found with SYSLINUX): after `mov cr0`
+    clears PE, CS keeps its protected-mode base (here 0, selector 0x10, not
+    0x10 x 16) until the far jump; the translator fetches from that base."""
+    src = """
+        cli
+        xor ax, ax
+        mov ds, ax
+        lgdt [gdtr]
+        mov eax, cr0
+        or al, 1
+        mov cr0, eax
+        jmp 0x10:pm16
+    pm16:
+        mov ax, 0x18
+        mov ds, ax
+        mov eax, cr0
+        and al, 0xfe
+        mov cr0, eax
+        mov al, 'R'
+        out 0xe9, al
+        mov al, 'M'
+        out 0xe9, al
+        jmp 0:rm
+    rm:
+        xor ax, ax
+        mov ds, ax
+        mov al, '!'
+        out 0xe9, al
+    """ + EXIT + """
+        align 8
+    gdt:
+        dq 0, 0
+        dq 0x00009A000000FFFF
+        dq 0x000092000000FFFF
+    gdtr:
+        dw gdtr - gdt - 1
+        dd gdt
+    """
+    machine, out, status, guest_fetches = run_bt(src, native=native)
+    assert out == b"RM!" and status == 0 and guest_fetches == []
+    ref_out, ref_status, _ = run_reference(src)
+    assert ref_out == out

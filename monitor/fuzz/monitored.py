@@ -62,11 +62,11 @@ def run_monitored(case: Case, native: bool = True, timeout_s: float = REAL_TIMEO
     m.vcpu.cr0 = case.cr0
     translate = m.translator.translate
 
-    def guarded(cs, ip):
-        lin = ((cs << 4) + (ip & 0xFFFF))
+    def guarded(cs, ip, base=None):
+        lin = ((cs << 4) if base is None else base) + (ip & 0xFFFF)
         if not (case.in_block(lin) or case.in_stubs(lin)) and not m.vcpu.halted:
             raise Escaped(cs, ip)
-        return translate(cs, ip)
+        return translate(cs, ip, base)
 
     m.translator.translate = guarded
     enter_cr0 = m.write_cr0

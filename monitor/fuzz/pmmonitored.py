@@ -173,11 +173,24 @@ def run_pm_monitored(case: Case, native: bool = True, timeout_s: float = TIMEOUT
         return orig_handle(rec, regs_now)
 
     ops.handle = handle
+    de_event = m._de_event
+
+    def de_event_seen(regs_now, pending, *rest):
+        current["pending"] = pending
+        try:
+            return de_event(regs_now, pending, *rest)
+        finally:
+            current["pending"] = None
+
+    m._de_event = de_event_seen
 
     def after_sys(regs_now) -> int:
         if m.world is World.BT and current.get("rec") is not None:
             return current["rec"].next_ip & 0xFFFFFFFF
         eip = regs_now[EIP]
+        pending = current.get("pending")
+        if pending is not None and pending[0] == "sysenter":
+            return eip & 0xFFFFFFFF                     # (the unwound sysenter: EIP is past it already)
         try:
             at = m.vmem.read((v.segs[1][1].base + eip) & 0xFFFFFFFF, 2, cpl=0)
         except Exception:
