@@ -213,6 +213,7 @@ class ProtectedModeTranslator(RealModeTranslator):
             jcc_at = em.emit(b"\x0f" + bytes([0x80 | (insn.opcode & 0x0F)]) + b"\0\0\0\0")
             self._stub(em, ctx, next_ip)
             taken = self._stub(em, ctx, insn.target & tmask)
+            self.last_callout.jcc_field = jcc_at + 2   # (chaining re-points the jcc itself)
             em.code[jcc_at - em.start + 2:jcc_at - em.start + 6] = (taken - (jcc_at + 6)).to_bytes(4, "little", signed=True)
             return True
         if flow in (Flow.LOOP, Flow.JCXZ):

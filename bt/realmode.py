@@ -319,6 +319,7 @@ class RealModeTranslator:
         index = self.callouts.add(rec)
         rec.site = em.callout_site(index)
         rec.resume = em.here
+        self.last_callout = rec
         return rec.site
 
     def _stub(self, em: Emitter, cs: int, target: int) -> int:
@@ -345,6 +346,7 @@ class RealModeTranslator:
             jcc_at = em.emit(b"\x0f" + bytes([0x80 | (insn.opcode & 0x0F)]) + b"\0\0\0\0")
             self._stub(em, cs, next_ip)                # fall-through stub, right after the jcc
             taken = self._stub(em, cs, insn.target & 0xFFFF)
+            self.last_callout.jcc_field = jcc_at + 2   # (chaining re-points the jcc itself)
             struct.pack_into("<i", em.code, jcc_at - em.start + 2, taken - (jcc_at + 6))
             return True
         if flow in (Flow.LOOP, Flow.JCXZ):

@@ -55,6 +55,7 @@ class TCStats:
     insns: int = 0            # guest instructions translated
     bytes: int = 0            # TC bytes emitted
     chain_patches: int = 0    # continuation stubs patched into direct jumps
+    jcc_patches: int = 0      # jccs re-pointed from their taken stub to the target unit
     flushes: int = 0          # whole-TC flushes
     invalidated: int = 0      # units dropped by write traces
 

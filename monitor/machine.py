@@ -131,7 +131,7 @@ class Machine:
         self.bios = None                    # set by the PC builder
         self.stats = collections.Counter()  # callouts by kind, interrupts, ...
         self.dirty_pages: set[int] = set()
-        self.incoming: dict[int, list[tuple[int, int]]] = {}  # unit tc_start -> [(stub site, record index)]
+        self.incoming: dict[int, list[tuple[int, bytes]]] = {}  # unit tc_start -> [(patched address, bytes to restore)]
         self.on_poll = None                 # callable run once per run-loop iteration (front ends)
         self.halted_ip = 0                  # guest IP to resume at when a halted guest takes an interrupt
         self.stop_reason: str | None = None
@@ -859,8 +859,8 @@ class Machine:
     def _drop_unit(self, unit) -> None:
         self.tc.invalidate_unit(unit)
         self.lookup.drop_unit(unit.tc_start)
-        for site, index in self.incoming.pop(unit.tc_start, []):
-            self.tc.patch(site, bytes([abi.CALLOUT_OPCODE]) + index.to_bytes(4, "little"))
+        for addr, restore in self.incoming.pop(unit.tc_start, []):
+            self.tc.patch(addr, restore)
 
     def _lookup_miss(self, regs) -> bool:
         """ret / indirect branch whose (CS, IP) has no landing pad: make one."""
@@ -902,7 +902,15 @@ class Machine:
             return unit.tc_start                     # never chain across a CS mismatch
         rel = unit.tc_start - (rec.site + 5)
         self.tc.patch(rec.site, b"\xe9" + rel.to_bytes(4, "little", signed=True))
-        self.incoming.setdefault(unit.tc_start, []).append((rec.site, index))
+        into = self.incoming.setdefault(unit.tc_start, [])
+        into.append((rec.site, bytes([abi.CALLOUT_OPCODE]) + index.to_bytes(4, "little")))
+        jcc = getattr(rec, "jcc_field", None)
+        if jcc is not None:
+            # The jcc whose taken path this stub is jumps to the unit itself:
+            # one translation block less per taken branch (loops).
+            into.append((jcc, (rec.site - (jcc + 4)).to_bytes(4, "little", signed=True)))
+            self.tc.patch(jcc, (unit.tc_start - (jcc + 4)).to_bytes(4, "little", signed=True))
+            self.tc.stats.jcc_patches += 1
         self.tc.stats.chain_patches += 1
         return unit.tc_start
 
@@ -1312,6 +1320,7 @@ class Machine:
             "tc_bytes": tc.bytes,
             "tc_flushes": tc.flushes,
             "chain_patches": tc.chain_patches,
+            "jcc_patches": tc.jcc_patches,
             "lookup_hits": bt.marks if bt else None,
             "lookup_misses": self.lookup.misses,
             "landing_pads": len(self.lookup.pads),

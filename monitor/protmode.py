@@ -734,8 +734,8 @@ class ProtectedModeOps:
                 raise gp(sel & 0xFFFC)
             entry = self.table_entry(sel)
             d = None if entry is None else D.decode(entry[0])
-            if d is None or isinstance(d, Gate) or d.type not in D.TSS_AVAILABLE_TYPES:
-                raise gp(sel & 0xFFFC)
+            if d is None or isinstance(d, Gate) or not d.is_system or d.type not in D.TSS_AVAILABLE_TYPES:
+                raise gp(sel & 0xFFFC)            # (a data segment of type 1 or 9 is not a TSS)
             if not d.present:
                 raise GuestFault(VEC_NP, sel & 0xFFFC)
             self.vm.write(entry[1] + 5, bytes([entry[0][5] | 2]), cpl=0)     # busy

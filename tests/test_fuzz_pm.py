@@ -302,3 +302,4 @@ def test_two_sysenters_in_de():
     and performed with EIP already past it; the harness read the next
     instruction's bytes and took it for the sysenter."""
     _agree("0f 34 0f 34", mode="ring3", msr=(8, 0x1000, 0x1000))
+

@@ -326,7 +326,8 @@ def test_a_store_into_a_later_instruction_of_its_own_unit_is_seen(native):
         pop cx
         cli
     stos_target equ $-1
-        loop again
+        dec cx
+        jnz again
     """ + EXIT
     machine, out, status, guest_fetches = run_bt(src, native=native)
     assert out == b"CBA" and status == 0 and guest_fetches == []
@@ -486,3 +487,35 @@ def test_code_between_clearing_pe_and_the_far_jump_runs_at_the_cached_cs_base(na
     assert out == b"RM!" and status == 0 and guest_fetches == []
     ref_out, ref_status, _ = run_reference(src)
     assert ref_out == out
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_taken_jcc_is_chained_to_its_target_unit_and_restored_when_it_goes(native):
+    """Chaining a jcc's taken stub also re-points the jcc at the target unit
+    (one translation block less per loop iteration); dropping the target
+    unit puts the jcc back on its stub, which then retranslates."""
+    src = """
+        xor ax, ax
+        mov ds, ax
+        xor dx, dx
+        mov cx, 200
+    again:
+        add bx, cx
+    patch:
+        mov al, 'a'
+        dec cx
+        jnz again
+        out 0xe9, al
+        inc dx
+        cmp dx, 2
+        je done
+        mov byte [patch+1], 'b'     ; drops the loop unit: the jcc goes back to its stub
+        mov cx, 3
+        jmp again
+    done:
+    """ + EXIT
+    machine, out, status, guest_fetches = run_bt(src, native=native)
+    assert out == b"ab" and status == 0 and guest_fetches == []
+    stats = machine.statistics()
+    assert stats["jcc_patches"] >= 1 and stats["units_invalidated"] >= 1
+    assert bt_registers(machine)["ebx"] & 0xFFFF == (sum(range(1, 201)) + 3 + 2 + 1) & 0xFFFF
