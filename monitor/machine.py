@@ -1100,7 +1100,10 @@ class Machine:
                 self.window.recheck = False
                 self.step_count, self.after_step = 1, self.window.check   # let the write land first
             if (self.world is World.BT and not self.vcpu.halted and self.pic is not None
-                    and self.pic.has_interrupt() and self.guest_if()):
+                    and self.step_count == 0 and self.pic.has_interrupt() and self.guest_if()):
+                # (not while a single step is pending: it must run the
+                # instruction the monitor stopped at, e.g. a page-table write
+                # the data window's check has to see land)
                 guest_ip = self.guest_ip_at(self.eip)
                 if guest_ip is not None and self._in_shadow(guest_ip):
                     self.short_slice = True          # take it right after the next instruction
@@ -1114,14 +1117,22 @@ class Machine:
             hook.request_stop(True)
 
     def _at_boundary(self, action) -> None:
-        """Run a monitor action between two runs (the TC may be flushed by it)."""
+        """Run a monitor action between two runs.  When it flushed the TC, the
+        CPU goes on at the translation of the guest instruction it stood at;
+        anywhere else (inside an instruction's translation, the dispatch
+        stub, a landing pad) it goes on where it is."""
         guest_ip = self._resume_point(self.eip) if self.world is World.BT else None
+        generation = self.tc.generation
         try:
             action()
         except VMStop as stop:
             self.stop(str(stop))
             return
-        if guest_ip is not None and self.tc.unit_at(self.eip) is None:
+        if self.world is World.BT and self.tc.generation != generation:
+            if guest_ip is None:
+                self.stop(f"the translation cache was flushed while the CPU stood inside translated code "
+                          f"at {self.eip:#x} (not at a guest instruction boundary): a monitor bug")
+                return
             regs = self.cpu.read_gprs()
             regs[EIP] = self.eip = self.guest_target(regs, guest_ip)
             self.cpu.write_gprs(regs)
@@ -1132,6 +1143,8 @@ class Machine:
         ip = self.guest_ip_at(eip)
         if ip is not None:
             return ip
+        if self.tc.unit_at(eip) is None:
+            return None                  # shared code (lookup miss, dispatch stub) or a landing pad
         off = eip - TC_LINEAR
         if 0 <= off < TC_SIZE - 5 and self.tc.buf[off] == abi.CALLOUT_OPCODE:
             rec = self.callouts[self.tc.read_u32(eip + 1)]

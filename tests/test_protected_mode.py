@@ -373,3 +373,42 @@ def test_sse_runs_in_bt_and_de_and_cpuid_is_coherent(native):
     kernel, user = int(out[1], 16), int(out[2].split()[1], 16)
     assert kernel == LEAF1_EDX and kernel & ~user == 0        # a subset of the real part
     assert user & (1 << 9) and not kernel & (1 << 9)          # APIC: the part has one, the kernel never sees it
+
+
+def test_a_monitor_action_between_runs_leaves_shared_tc_code_alone():
+    """Found as an intermittent Linux oops (EIP 0, EAX holding a return
+    address): a single step ended inside the shared lookup code, and the
+    action after it took the shared PM_LOOKUP_MISS callout (guest IP 0) for
+    a place to resume.  Shared code and landing pads stand for no guest
+    instruction; only a TC flush retargets the CPU."""
+    from monitor.machine import EIP
+    from monitor.modes import World
+
+    m, out, status, sym = run_pm(RING3)
+    assert status == 0, m.stop_reason
+    m.world = World.BT
+    for shared in (m.pm_miss, m.real_miss, m.pm_translator.dispatch):
+        assert m._resume_point(shared) is None
+        for pad in list(m.pad_addresses)[:3]:
+            assert m._resume_point(pad) is None
+        m.eip = shared
+        regs = m.cpu.read_gprs()
+        regs[EIP] = shared
+        m.cpu.write_gprs(regs)
+        m._at_boundary(lambda: None)                       # no flush: the CPU stays where it is
+        assert m.eip == shared and m.cpu.read_gprs()[EIP] == shared and m.stop_reason == "guest exit 0"
+
+
+def test_a_flush_between_runs_inside_translated_code_is_a_clean_stop():
+    from monitor.modes import World
+
+    m, out, status, sym = run_pm(RING3)
+    assert status == 0
+    m.stop_reason = None
+    unit = m.tc.all_units[-1]
+    inside = unit.tc_start + 1                             # not an instruction boundary
+    assert m.guest_ip_at(inside) is None
+    m.eip = inside
+    m.world = World.BT
+    m._at_boundary(m.flush_translations)
+    assert m.stop_reason is not None and "flushed" in m.stop_reason
