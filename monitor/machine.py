@@ -31,7 +31,7 @@ from unicorn.x86_const import (
 import _native
 from bt import abi
 from bt.callouts import Callout, CalloutTable, Kind
-from bt.opcodes import Sens
+from bt.opcodes import Flow, Sens
 from bt.lookup import PAD_HIT_OFFSET, PM_PAD_HIT_OFFSET, IndirectLookup
 from bt.protmode import CodeContext, ProtectedModeTranslator
 from bt.realmode import RealModeTranslator, real_key
@@ -42,7 +42,7 @@ from monitor import descriptors as D
 from bt.decoder import decode
 from monitor.faultaddr import accesses, fault_address
 from monitor.guestmem import GuestMemory, VirtualMemory
-from monitor.memory import DATA_SIZE, MONITOR_LINEAR, TC_ALLOC_END, TC_LINEAR, TC_SIZE, TC_UNTIL, PhysicalMemory
+from monitor.memory import MONITOR_LINEAR, TC_ALLOC_END, TC_LINEAR, TC_SIZE, TC_UNTIL, PhysicalMemory
 from monitor.mmu import PF_W, PageFault, SoftMMU
 from monitor.modes import World, decide_state
 from monitor.relocation import DataWindow
@@ -1261,12 +1261,17 @@ class Machine:
         the instructions before the crossing one first)."""
         self._sync_from_de(regs)              # (a far transfer run directly may have changed CS)
         v = self.vcpu
-        if 0 <= page - self.abi.base < DATA_SIZE and code & PF_W:
-            # The CPU setting a descriptor's accessed bit in the shadow table
-            # (monitor/worlds.py _accessed): the instruction runs in BT.
-            self.stats["de_accessed_bit_exits"] += 1
-            self.de_pending = ("bt", regs[EIP], None)
-            return
+        if code & PF_W and self.abi.GDT_LINEAR <= page < self.abi.LDT_LINEAR + 0x10000:
+            insn = self._guest_insn_at(regs[EIP])
+            if insn is not None and insn.ok and (insn.sensitive in (Sens.SEG_LOAD, Sens.IRET)
+                                                 or insn.flow in (Flow.JMPF, Flow.JMPF_IND, Flow.CALLF,
+                                                                  Flow.CALLF_IND, Flow.RETF, Flow.IRET)):
+                # The CPU setting a descriptor's accessed bit in the shadow
+                # table (monitor/worlds.py _accessed): the instruction runs in
+                # BT, which sets the bit in the guest's own table.
+                self.stats["de_accessed_bit_exits"] += 1
+                self.de_pending = ("bt", regs[EIP], None)
+                return
         cs_base = v.segs[CS][1].base
         bits = 16 if v.eflags_vm or not v.segs[CS][1].big else 32
         eip = regs[EIP]
