@@ -288,7 +288,7 @@ def cmd_guest(args) -> int:
                 raise GuestToolError("--kernel BZIMAGE is needed (and usually --initrd FILE)")
             disk = build_boot_disk(args.kernel, args.initrd, args.out or "linux-hd.img", args.append)
             print(disk)
-            print(f"boot with: hybrid86 run --hda {disk} --memory 128 --serial stdio --headless", file=sys.stderr)
+            print(f"boot with: hybrid86 run --hda {disk} --memory 128 --serial-console", file=sys.stderr)
             return 0
         out = args.out or "."
         if args.disk and missing_tools():
