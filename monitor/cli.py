@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a translator-versus-interpreter equivalence campaign (hypothesis)",
         description="Generate guest instruction sequences and initial states, run each on the bare "
                     "emulated CPU (the reference) and through hybrid86, and compare everything the "
-                    "guest can observe (docs/fuzzing.md). Real mode is available today.",
+                    "guest can observe (docs/fuzzing.md): real mode, 16- and 32-bit ring 0, ring 3 and V8086.",
     )
     fuzz_cli.add_arguments(fuzz)
     return parser
