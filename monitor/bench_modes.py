@@ -12,12 +12,21 @@ The references run on bare Unicorn with no monitor and no hooks but the exit
 port's: the real-mode image in UC_MODE_16, and for both protected-mode
 variants the ring-0 image (the guest at real ring 0), as the brief defines.
 Ring 3 under hybrid86 runs directly (DE); ring 0 and real mode are translated (BT).
+
+With qemu-system-i386 installed, each image also runs under QEMU (TCG) from
+a floppy whose boot sector loads it to 0x7C00 (guests/bench/floppyload.asm),
+as its own mode: real mode, ring 0 and ring 3 for real.  QEMU's start-up
+(about 0.2 s) is far larger than the 200,000-iteration run, so QEMU's two
+images run 100 times as many iterations; the per-iteration difference is
+what is compared.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from importlib.resources import files
@@ -30,20 +39,52 @@ GOALS = {"DE": 0.95, "BT": 0.8}
 ORG = 0x7C00
 
 
-def build(mode: int, iters: int) -> bytes:
+def _assemble(source: str, defines: dict) -> bytes:
     from monitor.guests.dos import _need, _run
 
     nasm = _need("nasm", "nasm")
     src = files("monitor.guests").joinpath("bench")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("modes.asm", "workload.inc"):
+        for name in ("modes.asm", "workload.inc", "floppyload.asm"):
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(src.joinpath(name).read_text())
         out = os.path.join(tmp, "b.bin")
-        _run([nasm, "-f", "bin", f"-DMODE={mode}", f"-DITER={iters}", "-I", tmp + "/", "-o", out,
-              os.path.join(tmp, "modes.asm")], "assembling the bench workload")
+        _run([nasm, "-f", "bin", *(f"-D{k}={v}" for k, v in defines.items()), "-I", tmp + "/", "-o", out,
+              os.path.join(tmp, source)], "assembling the bench workload")
         with open(out, "rb") as f:
             return f.read()
+
+
+def build(mode: int, iters: int) -> bytes:
+    return _assemble("modes.asm", {"MODE": mode, "ITER": iters})
+
+
+def floppy(image: bytes) -> bytes:
+    """A 1.44 MB floppy: the loader's boot sector, then `image` from sector 2."""
+    sectors = -(-len(image) // 512)
+    if sectors > 17:
+        raise ValueError("bench image larger than one floppy track")
+    boot = _assemble("floppyload.asm", {"NSECT": sectors})
+    disk = bytearray(1474560)
+    disk[:512] = boot
+    disk[512:512 + len(image)] = image
+    return bytes(disk)
+
+
+def run_qemu(image: bytes, qemu: str) -> float:
+    """Wall time of qemu-system-i386 running `image` to its exit port (start-up included)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bench.img")
+        with open(path, "wb") as f:
+            f.write(floppy(image))
+        cmd = [qemu, "-drive", f"file={path},format=raw,if=floppy,readonly=on", "-boot", "a", "-m", "16",
+               "-display", "none", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x01"]
+        t0 = time.perf_counter()
+        res = subprocess.run(cmd, capture_output=True, timeout=600)
+        elapsed = time.perf_counter() - t0
+    if res.returncode != 1:                       # isa-debug-exit: (0 << 1) | 1
+        raise RuntimeError(f"qemu did not reach the exit port (status {res.returncode})")
+    return elapsed
 
 
 def run_hybrid(image: bytes, native: bool = True, count: bool = True) -> tuple[float, dict]:
@@ -87,9 +128,19 @@ def per_iteration(run, short: bytes, long: bytes, extra: int, repeats: int) -> f
     return statistics.median(samples)
 
 
-def bench(iters: int = 200_000, repeats: int = 3, native: bool = True, progress=print) -> dict:
+def bench(iters: int = 200_000, repeats: int = 3, native: bool = True, progress=print,
+          qemu: str | None = None) -> dict:
     short_n = iters // 20
     results = {"iterations": iters, "repeats": repeats, "modes": {}}
+    qemu = qemu or shutil.which("qemu-system-i386")
+    qemu_cost = {}
+    if qemu:
+        q_short, q_long = iters * 5, iters * 100
+        for name, mode, _ in MODES:
+            progress(f"qemu-system-i386, {name} image ({q_long:,} iterations) ...")
+            qemu_cost[name] = per_iteration(lambda image: run_qemu(image, qemu), build(mode, q_short),
+                                            build(mode, q_long), q_long - q_short, repeats)
+        results["qemu"] = qemu
     images = {mode: (build(mode, short_n), build(mode, iters)) for _, mode, _ in MODES}
     bare = {}
     for ref_mode in (0, 1):
@@ -116,6 +167,10 @@ def bench(iters: int = 200_000, repeats: int = 3, native: bool = True, progress=
             "de_instructions": st["de_instructions"], "bt_instructions": st["bt_instructions"],
             "callouts": st["callouts"],
         }
+        if name in qemu_cost:
+            q = qemu_cost[name]
+            results["modes"][name].update(qemu_ns_per_iteration=q * 1e9, ratio_vs_qemu=q / cost,
+                                          bare_vs_qemu=q / ref)
     return results
 
 
@@ -124,14 +179,23 @@ def format_results(r: dict) -> str:
              f"memory traffic), median of {r['repeats']}",
              f"{'code':<8}{'world':<7}{'hybrid86 ns/it':>16}{'bare ns/it':>12}{'ratio':>8}{'goal':>7}"
              f"{'uncounted':>11}"]
+    qemu = "qemu" in r
+    if qemu:
+        lines[-1] += f"{'qemu ns/it':>12}{'vs qemu':>9}{'bare vs qemu':>14}"
     for name, m in r["modes"].items():
         lines.append(f"{name:<8}{m['world']:<7}{m['hybrid_ns_per_iteration']:>16.1f}"
                      f"{m['bare_ns_per_iteration']:>12.1f}{m['ratio']:>8.3f}{m['goal']:>7.2f}"
                      f"{m['ratio_uncounted']:>11.3f}")
+        if qemu:
+            lines[-1] += (f"{m['qemu_ns_per_iteration']:>12.1f}{m['ratio_vs_qemu']:>9.3f}"
+                          f"{m['bare_vs_qemu']:>14.3f}")
     lines.append("ratio = bare Unicorn's time per iteration / hybrid86's (1.0 = no overhead); "
                  "bare = the same image on Unicorn with no monitor (ring-0 image for ring 0 and ring 3); "
                  "uncounted = the ratio without instruction counting (the block hooks over guest code "
-                 "and the TC), which the statistics need")
+                 "and the TC), which the statistics need"
+                 + ("; qemu = qemu-system-i386 TCG running the image in its own mode; vs qemu = QEMU's "
+                    "time per iteration / hybrid86's; bare vs qemu = QEMU's / bare Unicorn's" if qemu else
+                    "; qemu-system-i386 not installed (apt-get install qemu-system-x86 to compare)"))
     for name, m in r["modes"].items():
         top = sorted(m["callouts"].items(), key=lambda kv: -kv[1])[:5]
         lines.append(f"  {name}: DE {m['de_instructions']:,} insns, BT {m['bt_instructions']:,} insns, "
@@ -147,4 +211,4 @@ if __name__ == "__main__":
     _selftest()
 
 
-__all__ = ["bench", "format_results", "build", "run_bare", "run_hybrid"]
+__all__ = ["bench", "format_results", "build", "floppy", "run_bare", "run_hybrid", "run_qemu"]

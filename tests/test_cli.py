@@ -66,6 +66,25 @@ def test_bench_modes_prints_a_ratio_per_kind_of_code(tmp_path):
     assert figures["ring0"]["de_instructions"] == 0 and figures["ring0"]["bt_instructions"] > 50_000
     assert figures["ring0"]["callouts"].get("ret", 0) == 0        # returns stay in the TC
     assert all(f["ratio"] > 0 for f in figures.values())
+    if shutil.which("qemu-system-i386"):                            # each image under QEMU too
+        assert all(f["qemu_ns_per_iteration"] > 0 and f["bare_vs_qemu"] > 0 for f in figures.values())
+        assert "vs qemu" in res.stdout
+    else:
+        assert "qemu-system-i386 not installed" in res.stdout
+
+
+@pytest.mark.skipif(shutil.which("nasm") is None, reason="nasm is not installed")
+def test_bench_modes_floppy_loads_the_image_at_0x7c00_from_sector_2():
+    from monitor import bench_modes
+
+    image = bench_modes.build(1, 1000)
+    disk = bench_modes.floppy(image)
+    assert len(disk) == 1474560 and disk[510:512] == b"\x55\xaa"
+    assert disk[512:512 + len(image)] == image and not any(disk[512 + len(image):1024 + len(image)])
+    boot = disk[:512]
+    sectors = -(-len(image) // 512)
+    assert bytes([sectors, 0x02]) in boot and b"\xcd\x13" in boot      # mov ax, 0x02NN; int 13h
+    assert b"\xe6\x21" in boot and b"\xe6\xa1" in boot                 # both 8259s masked
 
 
 def test_fuzz_runs_a_small_campaign_in_every_mode():
