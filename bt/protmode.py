@@ -115,7 +115,7 @@ class ProtectedModeTranslator(RealModeTranslator):
             out.append((eip, next_ip, insn, raw, linear, pages[:1 + ((linear & 0xFFF) + length - 1 >> 12)]))
             if self._ends_pm(insn, ctx):
                 break
-            if may_write_memory(insn) and any(self.is_checked(p) for p in out[-1][5]):
+            if any(self.is_checked(p) for p in out[-1][5]) and may_write_memory(insn):
                 break                                    # (a store may change the rest: end here)
             eip = next_ip
         return out

@@ -203,8 +203,8 @@ class RealModeTranslator:
             out.append((ip, next_ip, insn, raw, linear, bios))
             if self._ends(insn, bios):
                 break
-            if may_write_memory(insn) and (self.is_checked(linear >> 12)
-                                           or self.is_checked((linear + length - 1) >> 12)):
+            if (self.is_checked(linear >> 12) or self.is_checked((linear + length - 1) >> 12)) \
+                    and may_write_memory(insn):
                 break                              # (a store may change the rest: end here)
             ip = next_ip
         return out

@@ -34,6 +34,8 @@ from importlib.resources import files
 from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_16, UC_MODE_32, Uc
 from unicorn.x86_const import UC_X86_INS_OUT
 
+from monitor.bench import QEMU_MISSING
+
 MODES = (("ring3", 2, "DE"), ("ring0", 1, "BT"), ("real", 0, "BT"))
 GOALS = {"DE": 0.95, "BT": 0.8}
 ORG = 0x7C00
@@ -195,7 +197,7 @@ def format_results(r: dict) -> str:
                  "and the TC), which the statistics need"
                  + ("; qemu = qemu-system-i386 TCG running the image in its own mode; vs qemu = QEMU's "
                     "time per iteration / hybrid86's; bare vs qemu = QEMU's / bare Unicorn's" if qemu else
-                    "; qemu-system-i386 not installed (apt-get install qemu-system-x86 to compare)"))
+                    "; " + QEMU_MISSING))
     for name, m in r["modes"].items():
         top = sorted(m["callouts"].items(), key=lambda kv: -kv[1])[:5]
         lines.append(f"  {name}: DE {m['de_instructions']:,} insns, BT {m['bt_instructions']:,} insns, "

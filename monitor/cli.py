@@ -234,23 +234,14 @@ def cmd_bench(args) -> int:
         return 2
     if args.name == "modes":
         return cmd_bench_modes(args)
-    if args.name == "boot-linux":
-        try:
-            result = bench.boot_linux(args.image, args.runs, args.qemu, progress=lambda m: print(m, file=sys.stderr))
-        except bench.BenchError as exc:
-            print(f"hybrid86 bench boot-linux: {exc}", file=sys.stderr)
-            return 2
-        print(bench.format_boot_linux(result))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(result, f, indent=2)
-        return 0
+    run, fmt = {"boot-linux": (bench.boot_linux, bench.format_boot_linux),
+                "boot-dos": (bench.boot_dos, bench.format_boot_dos)}[args.name]
     try:
-        result = bench.boot_dos(args.image, args.runs, args.qemu, progress=lambda m: print(m, file=sys.stderr))
+        result = run(args.image, args.runs, args.qemu, progress=lambda m: print(m, file=sys.stderr))
     except bench.BenchError as exc:
-        print(f"hybrid86 bench boot-dos: {exc}", file=sys.stderr)
+        print(f"hybrid86 bench {args.name}: {exc}", file=sys.stderr)
         return 2
-    print(bench.format_boot_dos(result))
+    print(fmt(result))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -523,15 +523,18 @@ class Machine:
         """The translation of cs:ip, made now if needed (flushing a full TC first).
         `cs` is a CS value (real mode) or a CodeContext (protected mode)."""
         if isinstance(cs, CodeContext):
-            translate = self.pm_translator.translate
+            translate, args = self.pm_translator.translate, (cs, ip)
         else:
-            base = self.odd_cs[1] if self.odd_cs is not None and self.odd_cs[0] == cs else None
-            translate = lambda c, i: self.translator.translate(c, i, base)   # noqa: E731
+            translate, args = self.translator.translate, (cs, ip, self._odd_base(cs))
         try:
-            return translate(cs, ip)
+            return translate(*args)
         except TCFull:
             self.flush_translations()
-            return translate(cs, ip)
+            return translate(*args)
+
+    def _odd_base(self, cs: int) -> int | None:
+        """CS's base in real mode when it is not CS x 16 (`odd_cs`), else None."""
+        return self.odd_cs[1] if self.odd_cs is not None and self.odd_cs[0] == cs else None
 
     def _tc_address(self, cs: int, ip: int) -> int:
         return self._unit_for(cs, ip).tc_start
@@ -848,8 +851,7 @@ class Machine:
         if isinstance(rec.cs, CodeContext):
             key = ("pm", rec.cs, rec.ip)
         else:
-            odd = self.odd_cs is not None and self.odd_cs[0] == rec.cs
-            key = real_key(rec.cs, rec.ip, self.odd_cs[1] if odd else None)
+            key = real_key(rec.cs, rec.ip, self._odd_base(rec.cs))
         unit = self.tc.units.get(key)
         if unit is not None:
             self._drop_unit(unit)

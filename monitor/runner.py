@@ -25,46 +25,47 @@ class RunError(Exception):
     """Bad input: one line, exit status 2."""
 
 
-def parse_serial_keys(text: str) -> bytes:
-    """--serial-keys: bytes for COM1, with \\r \\n \\t \\e (Esc) and \\\\ escapes."""
-    out, i = bytearray(), 0
-    escapes = {"r": 13, "n": 10, "t": 9, "e": 27, "\\": 92}
+def _unescape(text: str, option: str, escapes: dict):
+    """(True, escapes[c]) for each backslash escape \\c of `text`, (False, ch)
+    for every other character; an unknown escape is a RunError naming `option`."""
+    i = 0
     while i < len(text):
         ch = text[i]
         if ch == "\\" and i + 1 < len(text):
             nxt = text[i + 1]
             if nxt not in escapes:
-                raise RunError(f"--serial-keys: unknown escape \\{nxt} (use \\r \\n \\t \\e or \\\\)")
-            out.append(escapes[nxt])
+                known = " ".join("\\" + k for k in escapes if k != "\\")
+                raise RunError(f"{option}: unknown escape \\{nxt} (use {known} or \\\\)")
+            yield True, escapes[nxt]
             i += 2
             continue
-        if ord(ch) > 0x7E:
-            raise RunError(f"--serial-keys: character {ch!r} is not ASCII")
-        out.append(ord(ch))
+        yield False, ch
         i += 1
+
+
+def parse_serial_keys(text: str, option: str = "--serial-keys") -> bytes:
+    """--serial-keys: bytes for COM1, with \\r \\n \\t \\e (Esc) and \\\\ escapes."""
+    out = bytearray()
+    for escaped, value in _unescape(text, option, {"r": 13, "n": 10, "t": 9, "e": 27, "\\": 92}):
+        if not escaped and ord(value) > 0x7E:
+            raise RunError(f"{option}: character {value!r} is not ASCII")
+        out.append(value if escaped else ord(value))
     return bytes(out)
 
 
 def parse_keys(text: str) -> list[str]:
     """--keys: printable characters plus \\r (Enter), \\n, \\t, \\b, \\e (Esc), \\\\."""
-    keys, i = [], 0
+    keys = []
     escapes = {"r": "Enter", "n": "Enter", "t": "Tab", "b": "Backspace", "e": "Esc", "\\": "\\"}
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            nxt = text[i + 1]
-            if nxt not in escapes:
-                raise RunError(f"--keys: unknown escape \\{nxt} (use \\r \\n \\t \\b \\e or \\\\)")
-            keys.append(escapes[nxt])
-            i += 2
-            continue
-        if ch == "\r" or ch == "\n":
+    for escaped, value in _unescape(text, "--keys", escapes):
+        if escaped:
+            keys.append(value)
+        elif value in "\r\n":
             keys.append("Enter")
-        elif not (0x20 <= ord(ch) < 0x7F):
-            raise RunError(f"--keys: character {ch!r} cannot be typed on the emulated keyboard")
+        elif not (0x20 <= ord(value) < 0x7F):
+            raise RunError(f"--keys: character {value!r} cannot be typed on the emulated keyboard")
         else:
-            keys.append(ch)
-        i += 1
+            keys.append(value)
     return keys
 
 
@@ -146,7 +147,7 @@ class Runner:
         self.keys = parse_keys(args.keys) if args.keys else []
         self.serial_keys = parse_serial_keys(getattr(args, "serial_keys", None) or "")
         after = getattr(args, "serial_keys_after", None)
-        self.serial_keys_after = parse_serial_keys(after) if after else None
+        self.serial_keys_after = parse_serial_keys(after, "--serial-keys-after") if after else None
         boot = args.boot or ("a" if args.fda else "c")
         if kernel is None and boot == "a" and not args.fda:
             raise RunError("--boot a needs a floppy image (--fda)")

@@ -1,9 +1,10 @@
 """The interactive front end: the guest's VGA text screen in the terminal and
 the terminal's keys on the guest's keyboard.
 
-* A reader thread turns bytes from stdin (raw mode) into key names and queues
-  them; the run loop, which owns every device, takes them off the queue at
-  each iteration (`poll`) and presses them on the 8042.
+* A reader thread queues the bytes from stdin (raw mode); the run loop,
+  which owns every device, takes them at each iteration (`poll`) and turns
+  them into key presses on the 8042 (`Terminal`) or bytes for COM1's
+  receiver (`SerialTerminal`, a serial-console guest).
 * The screen is redrawn (24-bit colour ANSI) when text memory, the cursor or
   the attribute controller changed, at most every REDRAW_S seconds.
 * Ctrl-] quits (as telnet does); the terminal is restored on every exit path.
@@ -62,94 +63,17 @@ def decode_keys(data: bytes) -> list[str]:
     return keys
 
 
-class Terminal:
-    """Owns the tty while a guest runs interactively."""
+class RawTty:
+    """Owns the tty while a guest runs interactively: raw mode, a reader
+    thread queueing what is typed, the tty restored on every exit path.
+    `typed()` hands the run loop what arrived since; Ctrl-] quits."""
 
-    def __init__(self, vga, keyboard, on_quit, stdin=None, stdout=None):
-        self.vga = vga
-        self.keyboard = keyboard
+    ENTER = LEAVE = ""                      # escape sequences written around the session
+
+    def __init__(self, on_quit, stdin=None, stdout=None):
         self.on_quit = on_quit
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
-        self.keys: queue.Queue[str] = queue.Queue()
-        self._saved = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._last_screen = None
-        self._last_draw = 0.0
-
-    def __enter__(self):
-        import termios
-        import tty
-
-        fd = self.stdin.fileno()
-        self._saved = termios.tcgetattr(fd)
-        tty.setraw(fd)
-        self.stdout.write("\x1b[?1049h\x1b[?25l\x1b[2J")   # alternate screen, hide cursor
-        self.stdout.flush()
-        self._thread = threading.Thread(target=self._reader, name="hybrid86-keys", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        import termios
-
-        self._stop.set()
-        self.stdout.write("\x1b[0m\x1b[?25h\x1b[?1049l")
-        self.stdout.flush()
-        if self._saved is not None:
-            termios.tcsetattr(self.stdin.fileno(), termios.TCSADRAIN, self._saved)
-        return False
-
-    def _reader(self) -> None:
-        fd = self.stdin.fileno()
-        while not self._stop.is_set():
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if not ready:
-                continue
-            data = os.read(fd, 64)
-            if not data:
-                return
-            if QUIT_BYTE in data:
-                self.keys.put("\0quit")
-                return
-            for key in decode_keys(data):
-                self.keys.put(key)
-
-    def poll(self) -> None:
-        """Called by the run loop: deliver queued keys, redraw when needed."""
-        while True:
-            try:
-                key = self.keys.get_nowait()
-            except queue.Empty:
-                break
-            if key == "\0quit":
-                self.on_quit()
-                return
-            self.keyboard.press(key)
-        now = time.monotonic()
-        if now - self._last_draw >= REDRAW_S:
-            self._last_draw = now
-            screen = (self.vga.render_ansi(), self.vga.cursor())
-            if screen != self._last_screen:
-                self._last_screen = screen
-                text, (row, col) = screen
-                self.stdout.write("\x1b[H" + text.replace("\n", "\r\n")
-                                  + f"\x1b[{row + 1};{col + 1}H\x1b[?25h")
-                self.stdout.flush()
-
-
-class SerialTerminal:
-    """The interactive front end for a serial-console guest (Linux with
-    console=ttyS0), as QEMU's -nographic: the terminal's bytes go to COM1's
-    receiver, COM1's output is written to stdout by the run's serial sink.
-    Ctrl-] quits."""
-
-    def __init__(self, uart, on_quit, stdin=None):
-        self.uart = uart
-        self.on_quit = on_quit
-        self.stdin = stdin or sys.stdin
-        self.pending = bytearray()
         self.incoming: queue.Queue[bytes] = queue.Queue()
         self._saved = None
         self._stop = threading.Event()
@@ -161,13 +85,19 @@ class SerialTerminal:
         fd = self.stdin.fileno()
         self._saved = termios.tcgetattr(fd)
         tty.setraw(fd)
-        threading.Thread(target=self._reader, name="hybrid86-serial-in", daemon=True).start()
+        if self.ENTER:
+            self.stdout.write(self.ENTER)
+            self.stdout.flush()
+        threading.Thread(target=self._reader, name="hybrid86-tty-in", daemon=True).start()
         return self
 
     def __exit__(self, *exc):
         import termios
 
         self._stop.set()
+        if self.LEAVE:
+            self.stdout.write(self.LEAVE)
+            self.stdout.flush()
         if self._saved is not None:
             termios.tcsetattr(self.stdin.fileno(), termios.TCSADRAIN, self._saved)
         return False
@@ -182,16 +112,69 @@ class SerialTerminal:
                     return
                 self.incoming.put(data)
 
-    def poll(self) -> None:
+    def typed(self) -> bytes | None:
+        """The bytes typed since the last call, or None when the user quit
+        (`on_quit` has then been called)."""
+        out = bytearray()
         while True:
             try:
                 data = self.incoming.get_nowait()
             except queue.Empty:
-                break
+                return bytes(out)
             if QUIT_BYTE in data:
                 self.on_quit()
-                return
-            self.pending += data
+                return None
+            out += data
+
+
+class Terminal(RawTty):
+    """The guest's VGA text screen in the terminal, the terminal's keys on its keyboard."""
+
+    ENTER = "\x1b[?1049h\x1b[?25l\x1b[2J"        # alternate screen, hide cursor
+    LEAVE = "\x1b[0m\x1b[?25h\x1b[?1049l"
+
+    def __init__(self, vga, keyboard, on_quit, stdin=None, stdout=None):
+        super().__init__(on_quit, stdin, stdout)
+        self.vga = vga
+        self.keyboard = keyboard
+        self._last_screen = None
+        self._last_draw = 0.0
+
+    def poll(self) -> None:
+        """Called by the run loop: press the typed keys, redraw when needed."""
+        data = self.typed()
+        if data is None:
+            return
+        for key in decode_keys(data):
+            self.keyboard.press(key)
+        now = time.monotonic()
+        if now - self._last_draw >= REDRAW_S:
+            self._last_draw = now
+            screen = (self.vga.render_ansi(), self.vga.cursor())
+            if screen != self._last_screen:
+                self._last_screen = screen
+                text, (row, col) = screen
+                self.stdout.write("\x1b[H" + text.replace("\n", "\r\n")
+                                  + f"\x1b[{row + 1};{col + 1}H\x1b[?25h")
+                self.stdout.flush()
+
+
+class SerialTerminal(RawTty):
+    """The interactive front end for a serial-console guest (Linux with
+    console=ttyS0), as QEMU's -nographic: the terminal's bytes go to COM1's
+    receiver, COM1's output is written to stdout by the run's serial sink.
+    Ctrl-] quits."""
+
+    def __init__(self, uart, on_quit, stdin=None):
+        super().__init__(on_quit, stdin)
+        self.uart = uart
+        self.pending = bytearray()
+
+    def poll(self) -> None:
+        data = self.typed()
+        if data is None:
+            return
+        self.pending += data
         if self.pending:
             room = self.uart.rx_room()
             if room > 0:

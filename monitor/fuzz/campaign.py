@@ -9,8 +9,7 @@ then by ``minimize`` (drop items, zero registers, clear flags) — printed
 case (JSON, replayed by ``tests/test_fuzz_regressions.py``).
 
 ``KNOWN_BUGS`` are open monitor bugs the fuzzer found, each with a
-strict-xfail test; what triggers them is left out of generation (or, when
-only the reference can see it, the example is rejected) unless
+strict-xfail test; what triggers them is left out of generation unless
 ``include_known``.  ``UNICORN_DEPARTURES`` are places where Unicorn is not
 the hardware and the monitored path inherits it.
 """
@@ -98,16 +97,11 @@ class Mismatch(AssertionError):
         self.case, self.report = case, report
 
 
-def check(case: Case, mode: Mode | None = None, excluded=()):
-    """(reference state, monitored state, differences) of one case.  A run
-    that reached a known bug named in `excluded` counts as rejected."""
+def check(case: Case, mode: Mode | None = None):
+    """(reference state, monitored state, differences) of one case."""
     mode = mode or MODES[case.mode]
     ref = mode.run_reference(case)
     if ref.event.kind in ("limit", "unsupported"):
-        return ref, None, None
-    if ref.known and ref.known in excluded:
-        from monitor.fuzz.state import Event
-        ref.event = Event("unsupported", ref.event.cs, ref.event.ip, f"known bug {ref.known}")
         return ref, None, None
     mon = mode.run_monitored(case)
     return ref, mon, compare(case, ref, mon)
@@ -160,7 +154,7 @@ def run_campaign(mode_name: str = "real", examples: int = 100, seed: int = 0, pr
                 shrink_start.append(time.monotonic())
             elif time.monotonic() - shrink_start[0] > shrink_seconds:
                 return
-        ref, mon, diffs = check(case, mode, excluded)
+        ref, mon, diffs = check(case, mode)
         if mon is None:
             if not shrinking[0]:
                 result.rejected += 1

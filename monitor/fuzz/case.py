@@ -100,6 +100,15 @@ class Layout:
     insns: int                        # instructions in the block, terminator included
 
 
+def smc_target(items, starts, first: int, marks, pos: int) -> int:
+    """Where a self-modifying store writes: the immediate of the first item
+    from `first` on that has one, else the first label (or `pos`)."""
+    for j in range(first, len(items)):
+        if items[j].imm_at is not None:
+            return starts[j] + items[j].imm_at
+    return marks[0] if marks else pos
+
+
 def layout(items, cs: int) -> Layout:
     """Resolve placeholders: the block at BLOCK_LINEAR, first item at cs:ip."""
     items = list(items)
@@ -170,13 +179,7 @@ def layout(items, cs: int) -> Layout:
                 ncs = region_cs[i + 1]
                 code += struct.pack("<H", ip_of(starts[i + 1], ncs) if kind == "far_ip16" else ncs)
             elif kind == "smc16":
-                target = None
-                for j in range(i + 1 + p[1], n):
-                    if items[j].imm_at is not None:
-                        target = starts[j] + items[j].imm_at
-                        break
-                if target is None:
-                    target = marks[0] if marks else pos
+                target = smc_target(items, starts, i + 1 + p[1], marks, pos)
                 code += struct.pack("<H", ip_of(target, region_cs[i]))
             else:
                 raise ValueError(f"unknown placeholder {p!r}")

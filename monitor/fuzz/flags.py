@@ -86,6 +86,18 @@ class UndefinedFlags:
         defined, undefined = effect(mnemonic, opsize, count)
         self.mask = (self.mask & ~defined) | undefined
 
+    def step_insn(self, insn, ecx: int) -> None:
+        """One decoded instruction; shifts take their count from CL or the
+        immediate (ECX as it was before the instruction)."""
+        key = (insn.opmap, insn.opcode)
+        count = ecx & 0xFF if key in SHIFT_CL else (insn.imm or 0) if key in SHIFT_IMM else 1
+        self.step(insn.mnemonic, insn.opsize, count)
+
+
+# Shifts and double shifts by CL and by an immediate: (opcode map, opcode).
+SHIFT_CL = {(1, 0xD2), (1, 0xD3), (2, 0xA5), (2, 0xAD)}
+SHIFT_IMM = {(1, 0xC0), (1, 0xC1), (2, 0xA4), (2, 0xAC)}
+
 
 # Flags an instruction *reads*: if one of them is undefined at that point, its
 # value (model-specific: the two paths compute it with QEMU's lazy flags at

@@ -40,6 +40,7 @@ import struct
 from dataclasses import dataclass
 
 from monitor import descriptors as D
+from monitor.fuzz.case import smc_target
 
 RAM_SIZE = 2 << 20
 BLOCK_LINEAR = 0x30000
@@ -264,13 +265,7 @@ def layout_regions(items, start: Region, next_region, bits: int, max_block: int 
                 bad = isinstance(how, tuple) and how[0] == "bad"
                 code += pack(how[1] if bad else regs[i + 1].sel, 2)
             elif kind in ("smc16", "smc32", "smclin32"):
-                target = None
-                for j in range(i + 1 + p[1], n):
-                    if items[j].imm_at is not None:
-                        target = starts[j] + items[j].imm_at
-                        break
-                if target is None:
-                    target = marks[0] if marks else pos
+                target = smc_target(items, starts, i + 1 + p[1], marks, pos)
                 if kind == "smclin32":
                     code += pack(BLOCK_LINEAR + target, 4)
                 else:

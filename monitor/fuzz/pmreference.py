@@ -72,8 +72,6 @@ SEG_IDS = [X.UC_X86_REG_ES, X.UC_X86_REG_CS, X.UC_X86_REG_SS, X.UC_X86_REG_DS, X
 SEG_INDEX = {"es": 0, "cs": 1, "ss": 2, "ds": 3, "fs": 4, "gs": 5}
 MAX_STEPS = 20000
 HARNESS = 0x7FFF0000
-SHIFT_CL = {(1, 0xD2), (1, 0xD3), (2, 0xA5), (2, 0xAD)}
-SHIFT_IMM = {(1, 0xC0), (1, 0xC1), (2, 0xA4), (2, 0xAC)}
 ERROR_CODE_VECTORS = (8, 10, 11, 12, 13, 14, 17)
 FLAG_DB, FLAG_G = 1 << 22, 1 << 23
 # Instructions whose first (memory) operand is only read.
@@ -566,13 +564,7 @@ class PmReference:
     def _after(self, insn, ecx: int, esp_before: int, vm: bool, caches) -> None:
         """Undefined flags, and the bytes of memory the SDM leaves undefined."""
         mn = insn.mnemonic
-        count = 1
-        key = (insn.opmap, insn.opcode)
-        if key in SHIFT_CL:
-            count = ecx & 0xFF
-        elif key in SHIFT_IMM:
-            count = insn.imm or 0
-        self.undef.step(mn, insn.opsize, count)
+        self.undef.step_insn(insn, ecx)
         ss = caches[2]
         big = bool(ss.flags & FLAG_DB) and not vm
         if mn in ("popf", "popfd", "iret", "iretd"):
@@ -610,7 +602,7 @@ class PmReference:
             cr4=uc.reg_read(X.UC_X86_REG_CR4) & 0xFFFFFFFF,
             gdtr=(gdtr[1], gdtr[2]), idtr=(idtr[1], idtr[2]),
             memory=bytes(self.mem), io=list(self.ports.trace), event=event,
-            undefined_flags=self.undef.mask, flag_images=list(self.masks), steps=steps, known=self.smc.known,
+            undefined_flags=self.undef.mask, flag_images=list(self.masks), steps=steps,
             descriptors=[_cache_view(c, vm) for c in caches], cpl=3 if vm else caches[1].sel & 3,
             ldtr=(ldtr[0] & 0xFFFF, ldtr[1], ldtr[2]) if ldtr[0] & 0xFFFC else (ldtr[0] & 0xFFFF, None, None),
             tr=(tr[0] & 0xFFFF, tr[1], tr[2]))

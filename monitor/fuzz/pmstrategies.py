@@ -30,7 +30,6 @@ V8086 code is real-mode code: the V8086 mode uses the real-mode builders
 
 from __future__ import annotations
 
-import struct
 
 from hypothesis import strategies as st
 
@@ -39,7 +38,7 @@ from bt.opcodes import Attr, Imm
 from monitor import descriptors as D
 from monitor.fuzz import pmenv as E
 from monitor.fuzz import strategies as R
-from monitor.fuzz.case import AC, AF, CF, DF, IF, IOPL, NT, OF, PF, SF, TF, ZF, Case, Item
+from monitor.fuzz.case import AC, AF, CF, DF, IF, IOPL, NT, OF, PF, SF, ZF, Case, Item
 
 MAX_ITEMS = 16
 u8, u16, u32 = R.u8, R.u16, R.u32
@@ -48,12 +47,7 @@ ram_ptr = st.integers(0x1000, 0x1E0000)
 reg32 = st.one_of(ram32, ram32, ram32, R.interesting32, u32)
 
 
-def _w(v):
-    return struct.pack("<H", v & 0xFFFF)
-
-
-def _d(v):
-    return struct.pack("<I", v & 0xFFFFFFFF)
+_w, _d = R._w, R._d
 
 
 # --------------------------------------------------------------------------- environments
@@ -336,10 +330,7 @@ def table_insn(draw, bits: int):
 # --------------------------------------------------------------------------- builders
 
 def _flags_value(v: int, wide: bool) -> int:
-    v &= ~(TF | NT)                                   # single-step and task returns are not generated
-    if wide:
-        v &= 0x003F7FFF & ~0x30000                    # no VM, no RF
-    return v & (0xFFFFFFFF if wide else 0xFFFF)
+    return R._flags_value(v, wide) & ~NT              # (and no task returns)
 
 
 FIXED_SELECTORS = (0, 3, 0x08, 0x10, 0x13, 0x18, 0x1B, 0x20, 0x23, 0x28, 0x30, 0x38, 0x40, 0x43, 0x48, 0x4B,
@@ -376,27 +367,6 @@ def string_item(draw, bits: int):
     cnt = b"\xb9" + (_d(count) if bits == 32 else _w(count))
     return Item("string", ("rep " if rep else "") + names[op], (setup + cnt, rep + pre + seg + bytes([op])),
                 insns=4 if setup else 2, imm_at=len(setup) + 1)
-
-
-@st.composite
-def branch_item(draw, bits: int):
-    if bits == 16:
-        return draw(R.branch_item())
-    kind = draw(st.sampled_from(["jcc8", "jmp8", "jcc32", "jmp32", "loop", "loope", "loopne", "jecxz", "call"]))
-    skip = draw(st.integers(0, 4))
-    cc = draw(st.integers(0, 15))
-    parts = {
-        "jcc8": (bytes([0x70 | cc]), ("rel8", skip)),
-        "jmp8": (b"\xeb", ("rel8", skip)),
-        "jcc32": (bytes([0x0F, 0x80 | cc]), ("rel32", skip)),
-        "jmp32": (b"\xe9", ("rel32", skip)),
-        "loop": (b"\xe2", ("rel8", skip)),
-        "loope": (b"\xe1", ("rel8", skip)),
-        "loopne": (b"\xe0", ("rel8", skip)),
-        "jecxz": (b"\xe3", ("rel8", skip)),
-        "call": (b"\xe8", ("rel32", skip)),
-    }[kind]
-    return Item("branch", kind, parts)
 
 
 @st.composite
@@ -712,7 +682,7 @@ def classes_for(mode: str) -> dict:
     return {
         "alu": (table_insn(bits), 40),
         "string": (string_item(bits), 5),
-        "branch": (branch_item(bits), 8),
+        "branch": (R.branch_item(bits), 8),
         "indirect": (indirect_item(bits), 4),
         "far": (far_item(bits, outer=mode == "pm32"), 4),
         "flags": (flags_item(bits), 6),
@@ -751,26 +721,9 @@ DE_DIFFERENCES = {
 }
 
 
-def with_accessed_bits(env: dict) -> dict:
-    """The environment with the accessed bit set in every code and data
-    descriptor of its GDT and LDT (known bug de-accessed-bit)."""
-    def fix(hexed: str) -> str:
-        raw = bytearray(bytes.fromhex(hexed))
-        for i in range(0, len(raw) - 7, 8):
-            if raw[i + 5] & 0x10:
-                raw[i + 5] |= 1
-        return bytes(raw).hex()
-    return dict(env, gdt=fix(env["gdt"]), ldt=fix(env["ldt"]))
-
-
 def is_ins(item: Item) -> bool:
     """An `ins` (or `rep ins`) item."""
     return item.cls == "io" and bool(item.parts) and bytes(item.parts[-1])[-1:] in (b"\x6c", b"\x6d")
-
-
-# Items that raise #UD in V8086 mode (Unicorn ends the run with
-# UC_ERR_INSN_INVALID there, U22, and hybrid86 leaves DE through de_pending).
-V86_UD_NAMES = {"ud", "sldt", "str", "lldt", "ltr", "verr", "verw", "lar", "lsl", "arpl"}
 
 
 def make_pm_case(mode: str, items, env: dict, cr0: int, regs: dict, eflags: int, mem_seed: int = 0,
@@ -808,11 +761,6 @@ def pm_cases(draw, mode: str, classes=None, exclude=(), max_items: int = MAX_ITE
         excluded |= {"sysenter", "sysexit"}
     after_outer = set(DE_DIFFERENCES)
     de_ins = "de-ins-dummy-store" in excluded
-    de_ud = set()
-    if de and "de-stale-cs" in excluded:
-        # known bug: after a far transfer run directly, an invalid opcode
-        # (which leaves DE through de_pending, U22) restarts at a stale CS base
-        de_ud = V86_UD_NAMES if mode == "v86" else {"ud"}
     items = draw(st.lists(items_strategy(mode, classes).filter(lambda it: it.name not in excluded),
                           min_size=1, max_size=max_items))
     if de_ins and de and any(is_ins(it) for it in items):
@@ -828,29 +776,6 @@ def pm_cases(draw, mode: str, classes=None, exclude=(), max_items: int = MAX_ITE
             out.append(it)
             outer = outer or (isinstance(it.far_delta, tuple) and it.far_delta[0] == "outer")
         items = out
-    if de_ud:
-        out, far = [], False
-        for it in items:
-            if far and (it.name in de_ud or it.name == "int" and bytes(it.parts[0])[1:2] == b"\x06"):
-                it = Item("alu", "nop", (b"\x90",))
-            out.append(it)
-            far = far or it.far_delta is not None
-        items = out
-    if "de-int1-dpl" in excluded:
-        # known bug: int 1 run directly skips the gate DPL check
-        out, ring3 = [], de
-        for it in items:
-            if ring3 and it.name == "int" and bytes(it.parts[0])[:2] == b"\xcd\x01":
-                it = Item("int", "int", (b"\xcd\x03",))
-            out.append(it)
-            ring3 = ring3 or (isinstance(it.far_delta, tuple) and it.far_delta[0] == "outer")
-        items = out
-    if "de-trap-eip" in excluded and any(a[1] == 1 for a in env["aliases"]) and (
-            de or mode == "pm32"):
-        reject()                      # known bug: a guest CS base of 1 in DE
-    if "de-accessed-bit" in excluded and (de or any(isinstance(it.far_delta, tuple) and it.far_delta[0] == "outer"
-                                                    for it in items)):
-        env = with_accessed_bits(env)
     if "ac-flag" in excluded:
         eflags &= ~AC
     seed = draw(st.integers(0, 2**32 - 1))

@@ -51,8 +51,6 @@ GPR_IDS = [getattr(X, f"UC_X86_REG_{r.upper()}") for r in REGS32]
 SEG_IDS = [X.UC_X86_REG_ES, X.UC_X86_REG_CS, X.UC_X86_REG_SS, X.UC_X86_REG_DS, X.UC_X86_REG_FS, X.UC_X86_REG_GS]
 SEG_INDEX = {"es": 0, "cs": 1, "ss": 2, "ds": 3, "fs": 4, "gs": 5}
 MAX_STEPS = 20000
-SHIFT_CL = {(1, 0xD2), (1, 0xD3), (2, 0xA5), (2, 0xAD)}
-SHIFT_IMM = {(1, 0xC0), (1, 0xC1), (2, 0xA4), (2, 0xAC)}
 _CPU_TWIN = None
 
 
@@ -214,13 +212,7 @@ class _Run:
             if not insn.ok:
                 continue
             mn = insn.mnemonic
-            count = 1
-            key = (insn.opmap, insn.opcode)
-            if key in SHIFT_CL:
-                count = ecx & 0xFF
-            elif key in SHIFT_IMM:
-                count = insn.imm or 0
-            self.undef.step(mn, insn.opsize, count)
+            self.undef.step_insn(insn, ecx)
             if mn in ("popf", "popfd", "iret", "iretd"):
                 # a FLAGS image pushed while flags were undefined keeps them undefined
                 size = insn.eff_opsize // 8
@@ -254,7 +246,7 @@ class _Run:
             cr4=uc.reg_read(X.UC_X86_REG_CR4) & 0xFFFFFFFF,
             gdtr=(gdtr[1], gdtr[2]), idtr=(idtr[1], idtr[2]),
             memory=bytes(self.mem), io=list(self.ports.trace), event=event,
-            undefined_flags=self.undef.mask, flag_images=list(self.flag_images), known=self.smc.known,
+            undefined_flags=self.undef.mask, flag_images=list(self.flag_images),
             first_delivery=self.first_delivery, steps=steps)
         return st
 

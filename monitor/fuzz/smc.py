@@ -30,7 +30,6 @@ class SmcWatch:
         self.step_lin = 0
         self.insn = None
         self.unsupported: str | None = None
-        self.known: str | None = None
         uc.hook_add(UC_HOOK_MEM_WRITE, self._on_write, None, max(0, lo - 16), hi)
 
     def step(self, linear: int, insn) -> None:

@@ -65,4 +65,3 @@ class FinalState:
     cpl: int | None = None
     ldtr: tuple | None = None        # (selector, base, limit); base/limit None for a null LDTR
     tr: tuple | None = None          # (selector, base, limit)
-    known: str | None = None         # reference only: the run reached a known bug (campaign.KNOWN_BUGS)

@@ -191,20 +191,22 @@ def string_item(draw):
 
 
 @st.composite
-def branch_item(draw):
-    kind = draw(st.sampled_from(["jcc8", "jmp8", "jcc16", "jmp16", "loop", "loope", "loopne", "jcxz", "call"]))
+def branch_item(draw, bits: int = 16):
+    """Direct branches that stay in the block (`bits`: the code's operand size)."""
+    near, cx = f"rel{bits}", "jcxz" if bits == 16 else "jecxz"
+    kind = draw(st.sampled_from(["jcc8", "jmp8", f"jcc{bits}", f"jmp{bits}", "loop", "loope", "loopne", cx, "call"]))
     skip = draw(st.integers(0, 4))
     cc = draw(st.integers(0, 15))
     parts = {
         "jcc8": (bytes([0x70 | cc]), ("rel8", skip)),
         "jmp8": (b"\xeb", ("rel8", skip)),
-        "jcc16": (bytes([0x0F, 0x80 | cc]), ("rel16", skip)),
-        "jmp16": (b"\xe9", ("rel16", skip)),
+        f"jcc{bits}": (bytes([0x0F, 0x80 | cc]), (near, skip)),
+        f"jmp{bits}": (b"\xe9", (near, skip)),
         "loop": (b"\xe2", ("rel8", skip)),
         "loope": (b"\xe1", ("rel8", skip)),
         "loopne": (b"\xe0", ("rel8", skip)),
-        "jcxz": (b"\xe3", ("rel8", skip)),
-        "call": (b"\xe8", ("rel16", skip)),
+        cx: (b"\xe3", ("rel8", skip)),
+        "call": (b"\xe8", (near, skip)),
     }[kind]
     return Item("branch", kind, parts)
 

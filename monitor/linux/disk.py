@@ -26,7 +26,7 @@ import tempfile
 
 from monitor.guests.dos import GuestToolError
 
-from .bootproto import LinuxBootError, parse_header
+from .guest import read_kernel
 
 HEADS, SECTORS = 16, 63
 CYLINDER_BYTES = HEADS * SECTORS * 512
@@ -68,16 +68,11 @@ def build_boot_disk(kernel_path: str, initrd_path: str | None, out_path: str,
                              f"{' '.join(packages)} (apt-get install {' '.join(packages)})")
     if "\n" in append or len(append) > MAX_APPEND:
         raise GuestToolError(f"--append: one line of at most {MAX_APPEND} characters")
+    kernel = read_kernel(kernel_path)
     try:
-        with open(kernel_path, "rb") as f:
-            kernel = f.read()
         initrd_size = os.path.getsize(initrd_path) if initrd_path else 0
     except OSError as exc:
         raise GuestToolError(f"{exc.filename}: {exc.strerror}") from exc
-    try:
-        parse_header(kernel, os.path.basename(kernel_path))
-    except LinuxBootError as exc:
-        raise GuestToolError(f"the kernel is not usable: {exc}") from exc
     payload = len(kernel) + initrd_size + 256 * 1024                  # + FAT, ldlinux, slack
     cylinders = max(20, -(-payload * 9 // 8 // CYLINDER_BYTES))      # 1/8 spare
     out_dir = os.path.dirname(os.path.abspath(out_path))

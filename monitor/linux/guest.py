@@ -174,20 +174,29 @@ def build_initramfs(busybox: bytes, init: bytes | None = None) -> bytes:
     return gzip.compress(cpio.write(initramfs_entries(busybox, init)), compresslevel=9, mtime=0)
 
 
-def assemble(kernel_path: str, busybox_path: str, out_dir: str, init_path: str | None = None) -> tuple[str, str]:
-    """Check the kernel, build the initramfs, write both into ``out_dir``;
-    return their paths."""
+def read_kernel(kernel_path: str) -> bytes:
+    """The kernel's bytes, checked with the boot-protocol parser."""
     try:
         with open(kernel_path, "rb") as f:
             kernel = f.read()
-        with open(busybox_path, "rb") as f:
-            busybox = f.read()
     except OSError as exc:
         raise GuestToolError(f"{exc.filename}: {exc.strerror}") from exc
     try:
         parse_header(kernel, os.path.basename(kernel_path))
     except LinuxBootError as exc:
         raise GuestToolError(f"the kernel is not usable: {exc}") from exc
+    return kernel
+
+
+def assemble(kernel_path: str, busybox_path: str, out_dir: str, init_path: str | None = None) -> tuple[str, str]:
+    """Check the kernel, build the initramfs, write both into ``out_dir``;
+    return their paths."""
+    kernel = read_kernel(kernel_path)
+    try:
+        with open(busybox_path, "rb") as f:
+            busybox = f.read()
+    except OSError as exc:
+        raise GuestToolError(f"{exc.filename}: {exc.strerror}") from exc
     if not busybox.startswith(b"\x7fELF"):
         raise GuestToolError(f"{busybox_path}: not an ELF executable (expected a static busybox)")
     init = None
